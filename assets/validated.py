@@ -1,0 +1,113 @@
+"""Group `validated`: typed, deduplicated tables; rejected rows kept with a reason; popularity stats; splits."""
+
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from assets.resources import SplitRules
+from assets.warehouse import preview, reason_counts, table_rows
+from data_checks.checks import WAREHOUSE_POOL
+from data_checks.rules import QualityRules, quarantine_interactions, quarantine_items
+from data_checks.sql import scalar
+
+GROUP = "validated"
+
+
+def _quarantine_results(con, counts: dict[str, int], valid: str, rejected: str, order_by: str):
+    raw = next(name for name in counts if name.startswith("raw_"))
+    yield dg.MaterializeResult(asset_key=valid, metadata={
+        "dagster/row_count": counts[valid], "raw_rows": counts[raw], "rejected_rows": counts[rejected],
+        "preview": preview(con, valid, order_by)})
+    yield dg.MaterializeResult(asset_key=rejected, metadata={
+        "dagster/row_count": counts[rejected], "reasons": reason_counts(con, rejected)})
+
+
+@dg.multi_asset(
+    specs=[dg.AssetSpec("items", deps=["raw_items"], group_name=GROUP, kinds={"duckdb"},
+                        description="One row per valid item: item_id (unique), title, categories, brand, description."),
+           dg.AssetSpec("rejected_items", deps=["raw_items"], group_name=GROUP, kinds={"duckdb"},
+                        description="Landed item rows that broke a rule, as landed, with `reason`.")],
+    pool=WAREHOUSE_POOL)
+def validated_items(warehouse: DuckDBResource):
+    with warehouse.get_connection() as con:
+        counts = quarantine_items(con)
+        yield from _quarantine_results(con, counts, "items", "rejected_items", "item_id")
+
+
+@dg.multi_asset(
+    specs=[dg.AssetSpec("interactions", deps=["raw_interactions", "items"], group_name=GROUP, kinds={"duckdb"},
+                        description="Typed, deduplicated events: user_id, item_id, ts (UTC), rating (nullable), "
+                                    "event_order (tie-break, nullable), with lineage."),
+           dg.AssetSpec("rejected_interactions", deps=["raw_interactions", "items"], group_name=GROUP,
+                        kinds={"duckdb"}, description="Landed events that broke a rule, as landed, with `reason`.")],
+    pool=WAREHOUSE_POOL)
+def validated_interactions(warehouse: DuckDBResource, quality: QualityRules):
+    with warehouse.get_connection() as con:
+        counts = quarantine_interactions(con, quality)
+        yield from _quarantine_results(con, counts, "interactions", "rejected_interactions", "user_id, ts")
+
+
+@dg.asset(group_name=GROUP, deps=["interactions", "items"], pool=WAREHOUSE_POOL, kinds={"duckdb"})
+def item_stats(warehouse: DuckDBResource) -> dg.MaterializeResult:
+    """Per catalogue item: interaction and user counts over all valid interactions, popularity rank (1 = most
+    popular; ties by item_id) and bucket: head = top 25% of items by rank, tail = bottom 25%, else mid."""
+    with warehouse.get_connection() as con:
+        con.execute("""
+            CREATE OR REPLACE TABLE item_stats AS
+            WITH counts AS (
+                SELECT i.item_id, count(x.item_id) AS interaction_count, count(DISTINCT x.user_id) AS user_count,
+                       min(x.ts) AS first_ts, max(x.ts) AS last_ts
+                FROM items i LEFT JOIN interactions x USING (item_id) GROUP BY i.item_id),
+            ranked AS (
+                SELECT *, row_number() OVER (ORDER BY interaction_count DESC, item_id) AS popularity_rank,
+                       count(*) OVER () AS n FROM counts)
+            SELECT item_id, interaction_count, user_count, popularity_rank,
+                   CASE WHEN popularity_rank <= n * 0.25 THEN 'head'
+                        WHEN popularity_rank > n * 0.75 THEN 'tail' ELSE 'mid' END AS popularity_bucket,
+                   first_ts, last_ts
+            FROM ranked ORDER BY popularity_rank""")
+        buckets = dict(con.execute("""SELECT popularity_bucket, sum(interaction_count) FROM item_stats
+                                      GROUP BY ALL""").fetchall())
+        total = sum(buckets.values()) or 1
+        return dg.MaterializeResult(metadata={
+            "dagster/row_count": table_rows(con, "item_stats"),
+            **{f"interaction_share_{b}": round(buckets.get(b, 0) / total, 4) for b in ("head", "mid", "tail")},
+            "items_without_interactions": scalar(con, 
+                "SELECT count(*) FROM item_stats WHERE interaction_count = 0"),
+            "preview": preview(con, "item_stats", "popularity_rank")})
+
+
+@dg.asset(group_name=GROUP, deps=["interactions"], pool=WAREHOUSE_POOL, kinds={"duckdb"})
+def splits(warehouse: DuckDBResource, split_rules: SplitRules) -> dg.MaterializeResult:
+    """Every valid interaction with its position in the user's sequence and two splits.
+    `loo_split` (leave-one-out, sequential): a user's last event is test, the second-last valid, the rest
+    train; users with fewer than `min_user_events` (3) events are train only. `chrono_split`: the earliest
+    `chrono_train_fraction` (90%) of all events
+    (by time, ties by event_order, user_id, source row) are train, the latest 10% test.
+    Sequence order is ts, then event_order, then the row's position in its source file."""
+    with warehouse.get_connection() as con:
+        con.execute("""
+            CREATE OR REPLACE TABLE splits AS
+            WITH ordered AS (
+                SELECT *,
+                    row_number() OVER (PARTITION BY user_id ORDER BY ts, event_order NULLS LAST, source_file,
+                                       source_row) - 1 AS seq_pos,
+                    count(*) OVER (PARTITION BY user_id) AS user_events,
+                    row_number() OVER (ORDER BY ts, event_order NULLS LAST, user_id, source_file, source_row)
+                        AS global_pos,
+                    count(*) OVER () AS n
+                FROM interactions)
+            SELECT user_id, item_id, ts, rating, event_order, seq_pos,
+                   CASE WHEN user_events < $min_events THEN 'train' WHEN seq_pos = user_events - 1 THEN 'test'
+                        WHEN seq_pos = user_events - 2 THEN 'valid' ELSE 'train' END AS loo_split,
+                   CASE WHEN global_pos <= floor(n * $train_fraction) THEN 'train' ELSE 'test' END AS chrono_split
+            FROM ordered ORDER BY user_id, seq_pos""", {"min_events": split_rules.min_user_events,
+                                                          "train_fraction": split_rules.chrono_train_fraction})
+        parts = con.execute("""SELECT 'loo_' || loo_split AS part, count(*) FROM splits GROUP BY ALL
+                               UNION ALL SELECT 'chrono_' || chrono_split, count(*) FROM splits GROUP BY ALL""").fetchall()
+        return dg.MaterializeResult(metadata={
+            "dagster/row_count": table_rows(con, "splits"),
+            **{f"rows_{part}": count for part, count in sorted(parts)},
+            "users_train_only": scalar(con, """SELECT count(DISTINCT user_id) FROM splits WHERE user_id NOT IN
+                                               (SELECT user_id FROM splits WHERE loo_split = 'test')"""),
+            "preview": preview(con, "splits", "user_id, seq_pos")})

@@ -1,0 +1,1 @@
+"""Dagster wiring: Definitions, resources from settings, jobs and the `sidflow` command line."""

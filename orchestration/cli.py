@@ -1,0 +1,132 @@
+"""The `sidflow` command line: `demo`, `run --config FILE`, `ui`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+
+from orchestration.build import build_definitions
+from orchestration.settings import REPO_ROOT, ConfigError, RunSettings, load_settings
+
+CLI_JOB = "sidflow_cli_run"
+LOG_LEVEL_CONFIG = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+
+
+def prepare_dagster_home(settings: RunSettings) -> Path:
+    """DAGSTER_HOME lives under SIDFLOW_HOME, with the project's dagster.yaml (telemetry off, warehouse pool)."""
+    dagster_home = settings.home.home_path / "dagster"
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    target = dagster_home / "dagster.yaml"
+    source = REPO_ROOT / "dagster.yaml"
+    if not target.exists() or target.read_bytes() != source.read_bytes():
+        shutil.copyfile(source, target)
+    os.environ["DAGSTER_HOME"] = str(dagster_home)
+    return dagster_home
+
+
+def run_pipeline(settings: RunSettings, selection: str | None = None,
+                 instance: dg.DagsterInstance | None = None) -> dg.ExecuteInProcessResult:
+    """Materialise the selected assets (default: all) with their checks, in this process."""
+    asset_selection = dg.AssetSelection.from_string(selection) if selection else dg.AssetSelection.all()
+    job = dg.define_asset_job(CLI_JOB, selection=asset_selection)
+    defs = build_definitions(settings, extra_jobs=[job])
+    if instance is None:
+        prepare_dagster_home(settings)
+        instance = dg.DagsterInstance.get()
+    return defs.resolve_job_def(CLI_JOB).execute_in_process(instance=instance, raise_on_error=False,
+                                                            run_config=LOG_LEVEL_CONFIG)
+
+
+def summarise(result: dg.ExecuteInProcessResult) -> tuple[str, bool]:
+    """A plain-text report of a run (materialised assets, check results, skipped steps) and whether it is
+    healthy: the run succeeded and no ERROR check failed."""
+    lines = []
+    for event in result.get_asset_materialization_events():
+        mat = event.event_specific_data.materialization
+        rows = mat.metadata.get("dagster/row_count")
+        lines.append(f"  materialised {mat.asset_key.to_user_string():<24} rows={rows.value if rows else '-'}")
+    healthy = result.success
+    for evaluation in result.get_asset_check_evaluations():
+        state = "passed" if evaluation.passed else f"FAILED ({evaluation.severity.value})"
+        lines.append(f"  check {evaluation.asset_key.to_user_string()}.{evaluation.check_name:<22} {state}"
+                     + (f": {evaluation.description}" if not evaluation.passed and evaluation.description else ""))
+        healthy &= evaluation.passed or evaluation.severity != dg.AssetCheckSeverity.ERROR
+    skipped = [e.step_key for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_SKIPPED]
+    if skipped:
+        lines.append(f"  skipped (blocked upstream): {', '.join(skipped)}")
+    failures = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+    for failure in failures:
+        error = failure.step_failure_data.error
+        while error is not None and error.cause is not None:  # the user's error, not the framework's wrapper
+            error = error.cause
+        lines.append(f"  step {failure.step_key} failed: {error.message.strip() if error else ''}")
+    return "\n".join(lines), healthy
+
+
+def _report(settings: RunSettings, result: dg.ExecuteInProcessResult, seconds: float) -> int:
+    text, healthy = summarise(result)
+    print(f"\nsidflow: run {result.run_id[:8]} {'succeeded' if healthy else 'FAILED'} in {seconds:.1f} s")
+    print(text)
+    print(f"  warehouse: {settings.home.warehouse_path}")
+    return 0 if healthy else 1
+
+
+def _settings(args) -> RunSettings:
+    try:
+        return load_settings(config=getattr(args, "config", None), home=args.home)
+    except ConfigError as err:
+        sys.exit(f"sidflow: {err}")
+
+
+def cmd_run(args) -> int:
+    settings = _settings(args)
+    if args.command == "demo" and settings.source.kind != "synthetic":
+        sys.exit("sidflow: `demo` runs the synthetic catalogue; SIDFLOW_CONFIG names other sources (use `run`)")
+    print(f"sidflow: {args.command} on {settings.source.describe()} -> {settings.home.home_path}")
+    start = time.perf_counter()
+    result = run_pipeline(settings, selection=getattr(args, "select", None))
+    return _report(settings, result, time.perf_counter() - start)
+
+
+def cmd_ui(args) -> int:
+    settings = _settings(args)
+    prepare_dagster_home(settings)
+    env = dict(os.environ, SIDFLOW_HOME=str(settings.home.home_path))
+    if args.config:
+        env["SIDFLOW_CONFIG"] = str(Path(args.config).resolve())
+    dagster = Path(sys.executable).with_name("dagster")
+    command = [str(dagster), "dev", "-m", "orchestration.definitions", "-h", args.host, "-p", str(args.port)]
+    print(f"sidflow: Dagster UI on http://{args.host}:{args.port} (Ctrl-C stops it)")
+    os.execve(command[0], command, env)
+    return 0  # not reached
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sidflow", description="Semantic IDs for recommender catalogues, on Dagster.")
+    sub = p.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="materialise the whole asset graph on the built-in synthetic catalogue")
+    run = sub.add_parser("run", help="materialise the asset graph on the sources of a run config")
+    run.add_argument("--config", required=True, help="run config YAML (see README: Your own data)")
+    run.add_argument("--select", help="Dagster asset selection, e.g. 'group:ingest or group:validated'")
+    ui = sub.add_parser("ui", help="start the Dagster UI (binds to 127.0.0.1 by default)")
+    ui.add_argument("--config", help="run config YAML; default: the synthetic catalogue")
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=3000)
+    for command in (demo, run, ui):
+        command.add_argument("--home", help="where runs write (default: $SIDFLOW_HOME or ./.sidflow)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return cmd_ui(args) if args.command == "ui" else cmd_run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""Run settings: params.yaml (hyperparameters and rules), an optional run config (the user's source and
+overrides) and environment variables, turned into configured resources.
+
+Environment: SIDFLOW_HOME (default ./.sidflow), SIDFLOW_CONFIG (a run config file), SIDFLOW_PARAMS
+(default: params.yaml of this repository), SIDFLOW_DATA_ROOT (default ../shared/data beside the repository),
+SIDFLOW_DEVICE (auto | cpu | cuda[:N]).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from dagster_duckdb import DuckDBResource
+
+from assets.resources import CatalogueSource, FileSource, SidflowHome, SplitRules, SyntheticConfig
+from data_checks.rules import QualityRules
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SECTIONS = ("home", "source", "synthetic", "quality", "splits")
+
+
+class ConfigError(ValueError):
+    """A run config or params file that cannot be used; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    home: SidflowHome
+    source: CatalogueSource
+    quality: QualityRules
+    split_rules: SplitRules
+
+    def resources(self) -> dict:
+        self.home.home_path.mkdir(parents=True, exist_ok=True)
+        return {"home": self.home, "source": self.source, "quality": self.quality, "split_rules": self.split_rules,
+                "warehouse": DuckDBResource(database=str(self.home.warehouse_path))}
+
+
+def _env(name: str) -> str | None:
+    value = os.environ.get(name, "").strip()
+    return value or None
+
+
+def read_yaml(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as err:
+        raise ConfigError(f"{path}: config file not found") from err
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections ({', '.join(SECTIONS)})")
+    unknown = sorted(set(data) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(f"{path}: unknown section(s) {', '.join(unknown)}; known: {', '.join(SECTIONS)}")
+    return data
+
+
+def load_settings(config: str | Path | None = None, home: str | Path | None = None) -> RunSettings:
+    """Merge params.yaml, the run config (sections replace params keys one by one) and the environment."""
+    params_path = Path(_env("SIDFLOW_PARAMS") or REPO_ROOT / "params.yaml")
+    params = read_yaml(params_path) if params_path.exists() else {}
+    config = config or _env("SIDFLOW_CONFIG")
+    run = read_yaml(Path(config).resolve()) if config else {}
+    config_dir = Path(config).resolve().parent if config else Path.cwd()
+
+    def section(name: str) -> dict:
+        merged = dict(params.get(name) or {})
+        merged.update(run.get(name) or {})
+        return merged
+
+    data_root = _env("SIDFLOW_DATA_ROOT") or str((REPO_ROOT.parent / "shared" / "data").resolve())
+    # A home named on the command line or in the environment is relative to the working directory; one
+    # named in a run config is relative to that file.
+    home_dir = _resolve_home(Path(home or _env("SIDFLOW_HOME") or "") if (home or _env("SIDFLOW_HOME")) else
+                             config_dir / run["home"] if run.get("home") else Path(".sidflow"))
+    source = dict(run.get("source") or {"kind": "synthetic"})
+    quality = section("quality")
+    if "timestamp_unit" in source:  # users describe their timestamps beside their files
+        quality["timestamp_unit"] = source.pop("timestamp_unit")
+    where = str(config or params_path)
+    try:
+        files = {kind: _file_source(source[kind], kind, config_dir, data_root, where)
+                 for kind in ("interactions", "items") if source.get(kind)}
+        catalogue = CatalogueSource(kind=source.get("kind", "files" if files else "synthetic"),
+                                    synthetic=SyntheticConfig(**section("synthetic")), **files)
+        return RunSettings(
+            home=SidflowHome(home=str(home_dir), data_root=data_root, device=_env("SIDFLOW_DEVICE") or "auto"),
+            source=catalogue, quality=QualityRules(**quality), split_rules=SplitRules(**section("splits")))
+    except (TypeError, ValueError) as err:
+        if isinstance(err, ConfigError):
+            raise
+        raise ConfigError(f"{where}: {err}") from err
+
+
+def _resolve_home(value: Path) -> Path:
+    path = value.expanduser().resolve()
+    if path == Path(path.anchor) or path == Path.home():
+        raise ConfigError(f"SIDFLOW_HOME {path} would put run outputs at the top of a file system or home folder")
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"SIDFLOW_HOME {path} exists and is not a directory")
+    return path
+
+
+def _file_source(spec, kind: str, config_dir: Path, data_root: str, where: str) -> FileSource:
+    if isinstance(spec, str):
+        spec = {"path": spec}
+    if not isinstance(spec, dict) or "path" not in spec:
+        raise ConfigError(f"{where}: source.{kind} needs a `path`")
+    raw = str(spec["path"]).replace("{data_root}", data_root)
+    path = Path(raw).expanduser()
+    path = (path if path.is_absolute() else config_dir / path).resolve()
+    if not path.is_file():
+        raise ConfigError(f"{where}: source.{kind}.path {path} is not an existing file")
+    columns = spec.get("columns") or {}
+    if not isinstance(columns, dict) or not all(isinstance(v, str) for v in columns.values()):
+        raise ConfigError(f"{where}: source.{kind}.columns must map field names to column names")
+    unknown = sorted(set(spec) - {"path", "format", "columns", "delimiter"})
+    if unknown:
+        raise ConfigError(f"{where}: source.{kind} has unknown key(s) {', '.join(unknown)}")
+    source = FileSource(path=str(path), format=spec.get("format"), columns=columns, delimiter=spec.get("delimiter"))
+    try:
+        source.resolved_format()
+    except ValueError as err:
+        raise ConfigError(f"{where}: source.{kind}: {err}") from err
+    return source

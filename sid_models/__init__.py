@@ -1,0 +1,1 @@
+"""Models and training code in plain PyTorch/NumPy (never imports dagster or duckdb)."""
