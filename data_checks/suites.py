@@ -9,6 +9,7 @@ the checks themselves.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import logging
 import os
@@ -156,8 +157,10 @@ def validate(suite: str, rules: list[Rule], frames: Iterable[pd.DataFrame]) -> S
     batch_definition = (context.data_sources.add_pandas(f"{suite}_source")
                         .add_dataframe_asset(f"{suite}_frames").add_batch_definition_whole_dataframe("chunk"))
     gx_suite = context.suites.add(gx.ExpectationSuite(name=suite))
-    for rule in rules:
-        gx_suite.add_expectation(rule.expectation)
+    for rule in rules:  # a copy: GX ties an expectation object to the one suite it was added to
+        expectation = copy.copy(rule.expectation)
+        expectation.id = None
+        gx_suite.add_expectation(expectation)
     definition = context.validation_definitions.add(
         gx.ValidationDefinition(name=f"{suite}_validation", data=batch_definition, suite=gx_suite))
     outcome = SuiteOutcome(suite, [RuleOutcome(r.name, r.expectation.expectation_type, getattr(r.expectation, "column", None),

@@ -57,9 +57,9 @@ def summarise(result: dg.ExecuteInProcessResult) -> tuple[str, bool]:
         lines.append(f"  check {evaluation.asset_key.to_user_string()}.{evaluation.check_name:<22} {state}"
                      + (f": {evaluation.description}" if not evaluation.passed and evaluation.description else ""))
         healthy &= evaluation.passed or evaluation.severity != dg.AssetCheckSeverity.ERROR
-    skipped = [e.step_key for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_SKIPPED]
+    skipped = not_materialised(result)
     if skipped:
-        lines.append(f"  skipped (blocked upstream): {', '.join(skipped)}")
+        lines.append(f"  not materialised (blocked or failed upstream): {', '.join(skipped)}")
     failures = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
     for failure in failures:
         error = failure.step_failure_data.error
@@ -67,6 +67,13 @@ def summarise(result: dg.ExecuteInProcessResult) -> tuple[str, bool]:
             error = error.cause
         lines.append(f"  step {failure.step_key} failed: {error.message.strip() if error else ''}")
     return "\n".join(lines), healthy
+
+
+def not_materialised(result: dg.ExecuteInProcessResult) -> list[str]:
+    """Selected assets that did not materialise: a failed step, or steps after a failed blocking check
+    (the in-process executor does not start them and records no event for them)."""
+    done = {e.event_specific_data.materialization.asset_key for e in result.get_asset_materialization_events()}
+    return sorted(k.to_user_string() for k in result.job_def.asset_layer.selected_asset_keys - done)
 
 
 def _report(settings: RunSettings, result: dg.ExecuteInProcessResult, seconds: float) -> int:

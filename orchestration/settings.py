@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import pydantic
 import yaml
 from dagster_duckdb import DuckDBResource
 
@@ -77,25 +78,32 @@ def load_settings(config: str | Path | None = None, home: str | Path | None = No
     data_root = _env("SIDFLOW_DATA_ROOT") or str((REPO_ROOT.parent / "shared" / "data").resolve())
     # A home named on the command line or in the environment is relative to the working directory; one
     # named in a run config is relative to that file.
-    home_dir = _resolve_home(Path(home or _env("SIDFLOW_HOME") or "") if (home or _env("SIDFLOW_HOME")) else
+    explicit_home = home or _env("SIDFLOW_HOME")
+    home_dir = _resolve_home(Path(explicit_home) if explicit_home else
                              config_dir / run["home"] if run.get("home") else Path(".sidflow"))
     source = dict(run.get("source") or {"kind": "synthetic"})
     quality = section("quality")
     if "timestamp_unit" in source:  # users describe their timestamps beside their files
         quality["timestamp_unit"] = source.pop("timestamp_unit")
     where = str(config or params_path)
+    files = {kind: _file_source(source[kind], kind, config_dir, data_root, where)
+             for kind in ("interactions", "items") if source.get(kind)}
+    catalogue = _build(CatalogueSource, "source", where, kind=source.get("kind", "files" if files else "synthetic"),
+                       synthetic=_build(SyntheticConfig, "synthetic", where, **section("synthetic")), **files)
+    return RunSettings(
+        home=SidflowHome(home=str(home_dir), data_root=data_root, device=_env("SIDFLOW_DEVICE") or "auto"),
+        source=catalogue, quality=_build(QualityRules, "quality", where, **quality),
+        split_rules=_build(SplitRules, "splits", where, **section("splits")))
+
+
+def _build(cls, name: str, where: str, **values):
+    """cls(**values), with pydantic's errors turned into one line naming the file and key."""
     try:
-        files = {kind: _file_source(source[kind], kind, config_dir, data_root, where)
-                 for kind in ("interactions", "items") if source.get(kind)}
-        catalogue = CatalogueSource(kind=source.get("kind", "files" if files else "synthetic"),
-                                    synthetic=SyntheticConfig(**section("synthetic")), **files)
-        return RunSettings(
-            home=SidflowHome(home=str(home_dir), data_root=data_root, device=_env("SIDFLOW_DEVICE") or "auto"),
-            source=catalogue, quality=QualityRules(**quality), split_rules=SplitRules(**section("splits")))
-    except (TypeError, ValueError) as err:
-        if isinstance(err, ConfigError):
-            raise
-        raise ConfigError(f"{where}: {err}") from err
+        return cls(**values)
+    except pydantic.ValidationError as err:
+        problems = "; ".join(f"{name}.{'.'.join(map(str, e['loc']))}: {e['msg']} (got {e.get('input')!r})"
+                             for e in err.errors())
+        raise ConfigError(f"{where}: {problems}") from err
 
 
 def _resolve_home(value: Path) -> Path:
@@ -123,7 +131,8 @@ def _file_source(spec, kind: str, config_dir: Path, data_root: str, where: str) 
     unknown = sorted(set(spec) - {"path", "format", "columns", "delimiter"})
     if unknown:
         raise ConfigError(f"{where}: source.{kind} has unknown key(s) {', '.join(unknown)}")
-    source = FileSource(path=str(path), format=spec.get("format"), columns=columns, delimiter=spec.get("delimiter"))
+    source = _build(FileSource, f"source.{kind}", where, path=str(path), format=spec.get("format"), columns=columns,
+                    delimiter=spec.get("delimiter"))
     try:
         source.resolved_format()
     except ValueError as err:

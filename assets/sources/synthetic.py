@@ -49,6 +49,9 @@ class SyntheticParams:
     days: int = 730
 
     def __post_init__(self) -> None:
+        for field in ("users", "items", "events", "clusters", "content_dim", "seed", "days"):
+            if not isinstance(getattr(self, field), (int, np.integer)) or isinstance(getattr(self, field), bool):
+                raise ValueError(f"SyntheticParams.{field}={getattr(self, field)!r}: must be an integer")
         rules = [  # ids have a fixed width, so SQL can format them; every user needs a few events
             ("users", 1 <= self.users <= 10**USER_ID_WIDTH, f"between 1 and {10**USER_ID_WIDTH}"),
             ("items", 1 <= self.items <= 10**ITEM_ID_WIDTH, f"between 1 and {10**ITEM_ID_WIDTH}"),

@@ -1,0 +1,47 @@
+"""The Definitions load and list every asset, check, job, schedule and sensor; resources are configured."""
+
+from __future__ import annotations
+
+import importlib
+
+import dagster as dg
+
+ASSETS = {"raw_items", "raw_interactions", "items", "rejected_items", "interactions", "rejected_interactions",
+          "item_stats", "splits"}
+CHECKS = {"items:items_hard_rules", "items:items_drift", "interactions:interactions_hard_rules",
+          "interactions:interactions_drift"}
+GROUPS = {"raw_items": "ingest", "raw_interactions": "ingest", **{k: "validated" for k in
+          ("items", "rejected_items", "interactions", "rejected_interactions", "item_stats", "splits")}}
+
+
+def load_defs(monkeypatch, tmp_path) -> dg.Definitions:
+    monkeypatch.setenv("SIDFLOW_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("SIDFLOW_CONFIG", raising=False)
+    import orchestration.definitions as module
+    return importlib.reload(module).defs
+
+
+def test_definitions_list_everything(monkeypatch, tmp_path):
+    defs = load_defs(monkeypatch, tmp_path)
+    repo = defs.get_repository_def()
+    graph = repo.asset_graph
+    assert {k.to_user_string() for k in graph.get_all_asset_keys()} == ASSETS
+    assert {f"{k.asset_key.to_user_string()}:{k.name}" for k in graph.asset_check_keys} == CHECKS
+    assert {k.to_user_string(): graph.get(k).group_name for k in graph.get_all_asset_keys()} == GROUPS
+    assert {job.name for job in repo.get_all_jobs() if not job.name.startswith("__")} == {"sidflow_job"}
+    assert [s.name for s in repo.schedule_defs] == []  # schedules arrive with the operations stage
+    assert [s.name for s in repo.sensor_defs] == []
+    blocking = {f"{k.asset_key.to_user_string()}:{k.name}" for k in graph.asset_check_keys
+                if graph.get_check_spec(k).blocking}
+    assert blocking == {"items:items_hard_rules", "interactions:interactions_hard_rules"}
+
+
+def test_resources_come_from_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("SIDFLOW_DEVICE", "cpu")
+    defs = load_defs(monkeypatch, tmp_path)
+    resources = defs.resources
+    assert resources["home"].home == str((tmp_path / "home").resolve())
+    assert resources["home"].device == "cpu"
+    assert resources["warehouse"].database == str((tmp_path / "home" / "warehouse.duckdb").resolve())
+    assert resources["source"].kind == "synthetic"
+    assert resources["quality"].max_invalid_fraction == 0.01  # from params.yaml
