@@ -3,10 +3,14 @@ pointing one way (orchestration builds and configures them; assets only receive 
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Optional
+from typing import Optional, get_type_hints
 
 import dagster as dg
+import pydantic
+
+from assets.sources.synthetic import SyntheticParams
 
 #: Canonical fields of the two landed tables. Raw tables keep every field as text, as it arrived.
 INTERACTION_FIELDS = ("user_id", "item_id", "timestamp", "rating", "event_order")
@@ -37,17 +41,12 @@ class SidflowHome(dg.ConfigurableResource):
         return path
 
 
-class SyntheticConfig(dg.Config):
-    """Size and shape of the built-in synthetic catalogue (see assets/sources/synthetic.py)."""
-
-    users: int = 2_000
-    items: int = 1_000
-    events: int = 40_000
-    clusters: int = 20
-    content_dim: int = 32
-    seed: int = 0
-    popularity_exponent: float = 1.1
-    sequential_strength: float = 0.5
+# The synthetic catalogue's parameters, as Dagster config: built from SyntheticParams' own fields and
+# defaults so the two can never drift apart.
+SyntheticConfig = pydantic.create_model(
+    "SyntheticConfig", __base__=dg.Config, __doc__="Size and shape of the built-in synthetic catalogue.",
+    **{f.name: (hint, f.default) for f, hint in ((f, get_type_hints(SyntheticParams)[f.name])
+                                                for f in dataclasses.fields(SyntheticParams))})
 
 
 class FileSource(dg.Config):

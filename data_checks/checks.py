@@ -37,6 +37,13 @@ def hard_rules_result(con: duckdb.DuckDBPyConnection, outcome: suites.SuiteOutco
                                description=description)
 
 
+def run_hard_rules(warehouse: DuckDBResource, suite: str, rules: list[suites.Rule], frame_sql: str,
+                   staged_table: str) -> dg.AssetCheckResult:
+    with warehouse.get_connection() as con:
+        outcome = suites.validate(suite, rules, suites.chunks(con, frame_sql))
+        return hard_rules_result(con, outcome, rules, staged_table)
+
+
 def offending_rows(con: duckdb.DuckDBPyConnection, table: str, patterns: tuple[str, ...]) -> list[dict]:
     if not patterns:
         return []
@@ -90,20 +97,15 @@ def _rules_table(outcome: suites.SuiteOutcome) -> str:
                             "parsable and in range, ratings numeric and in range, items in the catalogue, "
                             "unique (user, item, timestamp). Blocking (ERROR) above max_invalid_fraction.")
 def interactions_hard_rules(warehouse: DuckDBResource, quality: QualityRules) -> dg.AssetCheckResult:
-    rules = suites.interaction_rules(quality)
-    with warehouse.get_connection() as con:
-        outcome = suites.validate("interactions_hard", rules, suites.chunks(con, suites.INTERACTION_FRAME_SQL))
-        return hard_rules_result(con, outcome, rules, "staged_interactions")
+    return run_hard_rules(warehouse, "interactions_hard", suites.interaction_rules(quality),
+                          suites.INTERACTION_FRAME_SQL, "staged_interactions")
 
 
 @dg.asset_check(asset="items", blocking=True, pool=WAREHOUSE_POOL,
                 description="Hard rules on the landed items: readable records, item_id present and unique. "
                             "Blocking (ERROR) above max_invalid_fraction.")
 def items_hard_rules(warehouse: DuckDBResource, quality: QualityRules) -> dg.AssetCheckResult:
-    rules = suites.item_rules(quality)
-    with warehouse.get_connection() as con:
-        outcome = suites.validate("items_hard", rules, suites.chunks(con, suites.ITEM_FRAME_SQL))
-        return hard_rules_result(con, outcome, rules, "staged_items")
+    return run_hard_rules(warehouse, "items_hard", suites.item_rules(quality), suites.ITEM_FRAME_SQL, "staged_items")
 
 
 @dg.asset_check(asset="interactions", pool=WAREHOUSE_POOL,

@@ -102,14 +102,24 @@ def quarantine_interactions(con: duckdb.DuckDBPyConnection, rules: QualityRules)
                           THEN 'event_order: not an integer: ' || t.event_order
                      WHEN i.item_id IS NULL THEN 'item_id: not in the catalogue (items)'
                 END AS first_reason
-            FROM typed t LEFT JOIN items i ON i.item_id = t.item_key)
+            FROM typed t LEFT JOIN items i ON i.item_id = t.item_key),
+        -- Duplicates are rare: find the repeated keys with a hash aggregate, and rank rows (a sort) only there.
+        repeated AS (
+            SELECT user_key, item_key, ts FROM ruled WHERE first_reason IS NULL GROUP BY ALL HAVING count(*) > 1),
+        marked AS (
+            SELECT ruled.*, repeated.ts IS NOT NULL AS in_repeated_group FROM ruled
+            LEFT JOIN repeated USING (user_key, item_key, ts)),
+        ranked AS (
+            SELECT * EXCLUDE (in_repeated_group), false AS is_duplicate FROM marked
+            WHERE NOT in_repeated_group OR first_reason IS NOT NULL
+            UNION ALL
+            SELECT * EXCLUDE (in_repeated_group),
+                   row_number() OVER (PARTITION BY user_key, item_key, ts ORDER BY source_file, source_row) > 1
+            FROM marked WHERE in_repeated_group AND first_reason IS NULL)
         SELECT * EXCLUDE (first_reason),
-               first_reason IS NULL AND row_number() OVER (
-                   PARTITION BY user_key, item_key, ts, first_reason IS NULL ORDER BY source_file, source_row) > 1
-                   AS is_duplicate,
                coalesce(first_reason, CASE WHEN is_duplicate THEN 'duplicate event (user_id, item_id, timestamp)' END)
                    AS reason
-        FROM ruled""", {"low": low, "high": high, "rmin": rules.rating_min, "rmax": rules.rating_max})
+        FROM ranked""", {"low": low, "high": high, "rmin": rules.rating_min, "rmax": rules.rating_max})
     con.execute("""CREATE OR REPLACE TABLE interactions AS
                    SELECT user_key AS user_id, item_key AS item_id, ts, rating_value AS rating,
                           event_order_value AS event_order, load_batch, source_file, source_row

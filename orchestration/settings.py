@@ -20,7 +20,7 @@ from assets.resources import CatalogueSource, FileSource, SidflowHome, SplitRule
 from data_checks.rules import QualityRules
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ("home", "source", "synthetic", "quality", "splits")
+SECTIONS = ("home", "source", "synthetic", "quality", "splits", "warehouse")
 
 
 class ConfigError(ValueError):
@@ -33,11 +33,13 @@ class RunSettings:
     source: CatalogueSource
     quality: QualityRules
     split_rules: SplitRules
+    duckdb_settings: dict
 
     def resources(self) -> dict:
         self.home.home_path.mkdir(parents=True, exist_ok=True)
         return {"home": self.home, "source": self.source, "quality": self.quality, "split_rules": self.split_rules,
-                "warehouse": DuckDBResource(database=str(self.home.warehouse_path))}
+                "warehouse": DuckDBResource(database=str(self.home.warehouse_path),
+                                            connection_config=self.duckdb_settings)}
 
 
 def _env(name: str) -> str | None:
@@ -93,7 +95,8 @@ def load_settings(config: str | Path | None = None, home: str | Path | None = No
     return RunSettings(
         home=SidflowHome(home=str(home_dir), data_root=data_root, device=_env("SIDFLOW_DEVICE") or "auto"),
         source=catalogue, quality=_build(QualityRules, "quality", where, **quality),
-        split_rules=_build(SplitRules, "splits", where, **section("splits")))
+        split_rules=_build(SplitRules, "splits", where, **section("splits")),
+        duckdb_settings={k: str(v) for k, v in section("warehouse").items()})
 
 
 def _build(cls, name: str, where: str, **values):
