@@ -77,32 +77,46 @@ def item_stats(warehouse: DuckDBResource) -> dg.MaterializeResult:
             "preview": preview(con, "item_stats", "popularity_rank")})
 
 
+# The chronological cut avoids a global sort: the train share ends at the boundary timestamp (the
+# quantile), and only the events tied at that timestamp are ranked to place the cut exactly.
+SPLITS_SQL = """
+    CREATE OR REPLACE TABLE splits AS
+    WITH ordered AS (
+        SELECT *,
+            row_number() OVER (PARTITION BY user_id ORDER BY ts, event_order NULLS LAST, source_file,
+                               source_row) - 1 AS seq_pos,
+            count(*) OVER (PARTITION BY user_id) AS user_events
+        FROM interactions),
+    cut AS (
+        SELECT boundary, CAST(floor(n * $train_fraction) AS BIGINT) - before AS train_at_boundary FROM (
+            SELECT any_value(boundary) AS boundary, any_value(n) AS n, count(*) FILTER (ts < boundary) AS before
+            FROM interactions, (SELECT quantile_disc(ts, $train_fraction) AS boundary, count(*) AS n
+                                FROM interactions))),
+    chrono AS (
+        SELECT o.*, CASE WHEN o.ts < cut.boundary THEN 'train' ELSE 'test' END AS chrono_split
+        FROM ordered o, cut WHERE o.ts <> cut.boundary
+        UNION ALL
+        SELECT o.*, CASE WHEN row_number() OVER (ORDER BY event_order NULLS LAST, user_id, source_file, source_row)
+                              <= cut.train_at_boundary THEN 'train' ELSE 'test' END
+        FROM ordered o, cut WHERE o.ts = cut.boundary)
+    SELECT user_id, item_id, ts, rating, event_order, seq_pos,
+           CASE WHEN user_events < $min_events THEN 'train' WHEN seq_pos = user_events - 1 THEN 'test'
+                WHEN seq_pos = user_events - 2 THEN 'valid' ELSE 'train' END AS loo_split,
+           chrono_split
+    FROM chrono ORDER BY user_id, seq_pos"""
+
+
 @dg.asset(group_name=GROUP, deps=["interactions"], pool=WAREHOUSE_POOL, kinds={"duckdb"})
 def splits(warehouse: DuckDBResource, split_rules: SplitRules) -> dg.MaterializeResult:
     """Every valid interaction with its position in the user's sequence and two splits.
     `loo_split` (leave-one-out, sequential): a user's last event is test, the second-last valid, the rest
     train; users with fewer than `min_user_events` (3) events are train only. `chrono_split`: the earliest
-    `chrono_train_fraction` (90%) of all events
-    (by time, ties by event_order, user_id, source row) are train, the latest 10% test.
+    `chrono_train_fraction` (90%) of all events (by time; ties by event_order, user_id, source row) are
+    train, the rest test.
     Sequence order is ts, then event_order, then the row's position in its source file."""
     with warehouse.get_connection() as con:
-        con.execute("""
-            CREATE OR REPLACE TABLE splits AS
-            WITH ordered AS (
-                SELECT *,
-                    row_number() OVER (PARTITION BY user_id ORDER BY ts, event_order NULLS LAST, source_file,
-                                       source_row) - 1 AS seq_pos,
-                    count(*) OVER (PARTITION BY user_id) AS user_events,
-                    row_number() OVER (ORDER BY ts, event_order NULLS LAST, user_id, source_file, source_row)
-                        AS global_pos,
-                    count(*) OVER () AS n
-                FROM interactions)
-            SELECT user_id, item_id, ts, rating, event_order, seq_pos,
-                   CASE WHEN user_events < $min_events THEN 'train' WHEN seq_pos = user_events - 1 THEN 'test'
-                        WHEN seq_pos = user_events - 2 THEN 'valid' ELSE 'train' END AS loo_split,
-                   CASE WHEN global_pos <= floor(n * $train_fraction) THEN 'train' ELSE 'test' END AS chrono_split
-            FROM ordered ORDER BY user_id, seq_pos""", {"min_events": split_rules.min_user_events,
-                                                          "train_fraction": split_rules.chrono_train_fraction})
+        con.execute(SPLITS_SQL, {"min_events": split_rules.min_user_events,
+                                 "train_fraction": split_rules.chrono_train_fraction})
         parts = con.execute("""SELECT 'loo_' || loo_split AS part, count(*) FROM splits GROUP BY ALL
                                UNION ALL SELECT 'chrono_' || chrono_split, count(*) FROM splits GROUP BY ALL""").fetchall()
         return dg.MaterializeResult(metadata={
