@@ -35,11 +35,6 @@ class SidflowHome(dg.ConfigurableResource):
     def warehouse_path(self) -> Path:
         return self.home_path / "warehouse.duckdb"
 
-    def artifacts_dir(self, *parts: str) -> Path:
-        path = self.home_path.joinpath("artifacts", *parts)
-        path.mkdir(parents=True, exist_ok=True)
-        return path
-
 
 # The synthetic catalogue's parameters, as Dagster config: built from SyntheticParams' own fields and
 # defaults so the two can never drift apart.
