@@ -10,7 +10,7 @@ import duckdb
 import yaml
 
 from orchestration.cli import run_pipeline
-from orchestration.settings import RunSettings, load_settings
+from orchestration.settings import RunSettings
 
 SMALL_SYNTHETIC = {"users": 300, "items": 200, "events": 3000, "clusters": 8, "seed": 3}
 AMAZON_BEAUTY = Path(__file__).resolve().parents[2] / "shared" / "data" / "amazon-beauty"
