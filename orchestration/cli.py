@@ -43,12 +43,15 @@ def run_pipeline(settings: RunSettings, selection: str | None = None,
                                                             run_config=LOG_LEVEL_CONFIG)
 
 
+def materialisations(result: dg.ExecuteInProcessResult) -> list[dg.AssetMaterialization]:
+    return [e.event_specific_data.materialization for e in result.get_asset_materialization_events()]
+
+
 def summarise(result: dg.ExecuteInProcessResult) -> tuple[str, bool]:
     """A plain-text report of a run (materialised assets, check results, skipped steps) and whether it is
     healthy: the run succeeded and no ERROR check failed."""
     lines = []
-    for event in result.get_asset_materialization_events():
-        mat = event.event_specific_data.materialization
+    for mat in materialisations(result):
         rows = mat.metadata.get("dagster/row_count")
         lines.append(f"  materialised {mat.asset_key.to_user_string():<24} rows={rows.value if rows else '-'}")
     healthy = result.success
@@ -72,7 +75,7 @@ def summarise(result: dg.ExecuteInProcessResult) -> tuple[str, bool]:
 def not_materialised(result: dg.ExecuteInProcessResult) -> list[str]:
     """Selected assets that did not materialise: a failed step, or steps after a failed blocking check
     (the in-process executor does not start them and records no event for them)."""
-    done = {e.event_specific_data.materialization.asset_key for e in result.get_asset_materialization_events()}
+    done = {mat.asset_key for mat in materialisations(result)}
     return sorted(k.to_user_string() for k in result.job_def.asset_layer.selected_asset_keys - done)
 
 
