@@ -17,6 +17,7 @@ def _quarantine_results(con, counts: dict[str, int], valid: str, rejected: str, 
     raw = next(name for name in counts if name.startswith("raw_"))
     yield dg.MaterializeResult(asset_key=valid, metadata={
         "dagster/row_count": counts[valid], "raw_rows": counts[raw], "rejected_rows": counts[rejected],
+        "load_batch": scalar(con, f"SELECT any_value(load_batch) FROM {raw}") or "",
         "preview": preview(con, valid, order_by)})
     yield dg.MaterializeResult(asset_key=rejected, metadata={
         "dagster/row_count": counts[rejected], "reasons": reason_counts(con, rejected)})
@@ -24,7 +25,8 @@ def _quarantine_results(con, counts: dict[str, int], valid: str, rejected: str, 
 
 @dg.multi_asset(
     specs=[dg.AssetSpec("items", deps=["raw_items"], group_name=GROUP, kinds={"duckdb"},
-                        description="One row per valid item: item_id (unique), title, categories, brand, description."),
+                        description="One row per valid item: item_id (unique), title, categories, brand, description, "
+                                    "source_row."),
            dg.AssetSpec("rejected_items", deps=["raw_items"], group_name=GROUP, kinds={"duckdb"},
                         description="Landed item rows that broke a rule, as landed, with `reason`.")],
     pool=WAREHOUSE_POOL)
@@ -37,7 +39,8 @@ def validated_items(warehouse: DuckDBResource):
 @dg.multi_asset(
     specs=[dg.AssetSpec("interactions", deps=["raw_interactions", "items"], group_name=GROUP, kinds={"duckdb"},
                         description="Typed, deduplicated events: user_id, item_id, ts (UTC), rating (nullable), "
-                                    "event_order (tie-break, nullable), with lineage."),
+                                    "event_order (tie-break, nullable), source_row (lineage); stored in "
+                                    "sequence order (user_id, ts, event_order, source_row)."),
            dg.AssetSpec("rejected_interactions", deps=["raw_interactions", "items"], group_name=GROUP,
                         kinds={"duckdb"}, description="Landed events that broke a rule, as landed, with `reason`.")],
     pool=WAREHOUSE_POOL)
@@ -49,19 +52,21 @@ def validated_interactions(warehouse: DuckDBResource, quality: QualityRules):
 
 @dg.asset(group_name=GROUP, deps=["interactions", "items"], pool=WAREHOUSE_POOL, kinds={"duckdb"})
 def item_stats(warehouse: DuckDBResource) -> dg.MaterializeResult:
-    """Per catalogue item: interaction and user counts over all valid interactions, popularity rank (1 = most
+    """Per catalogue item: interaction count over all valid interactions, popularity rank (1 = most
     popular; ties by item_id) and bucket: head = top 25% of items by rank, tail = bottom 25%, else mid."""
     with warehouse.get_connection() as con:
         con.execute("""
             CREATE OR REPLACE TABLE item_stats AS
-            WITH counts AS (
-                SELECT i.item_id, count(x.item_id) AS interaction_count, count(DISTINCT x.user_id) AS user_count,
-                       min(x.ts) AS first_ts, max(x.ts) AS last_ts
-                FROM items i LEFT JOIN interactions x USING (item_id) GROUP BY i.item_id),
+            WITH per_item AS (
+                SELECT item_id, count(*) AS interaction_count, min(ts) AS first_ts, max(ts) AS last_ts
+                FROM interactions GROUP BY item_id),
+            counts AS (
+                SELECT i.item_id, coalesce(p.interaction_count, 0) AS interaction_count, p.first_ts, p.last_ts
+                FROM items i LEFT JOIN per_item p USING (item_id)),
             ranked AS (
                 SELECT *, row_number() OVER (ORDER BY interaction_count DESC, item_id) AS popularity_rank,
                        count(*) OVER () AS n FROM counts)
-            SELECT item_id, interaction_count, user_count, popularity_rank,
+            SELECT item_id, interaction_count, popularity_rank,
                    CASE WHEN popularity_rank <= n * 0.25 THEN 'head'
                         WHEN popularity_rank > n * 0.75 THEN 'tail' ELSE 'mid' END AS popularity_bucket,
                    first_ts, last_ts
@@ -77,33 +82,27 @@ def item_stats(warehouse: DuckDBResource) -> dg.MaterializeResult:
             "preview": preview(con, "item_stats", "popularity_rank")})
 
 
-# The chronological cut avoids a global sort: the train share ends at the boundary timestamp (the
+# `interactions` is stored in sequence order (user_id, ts, event_order, source position), so a user's
+# events are consecutive row ids and the sequence position needs no sort: row id minus the user's first.
+# The chronological cut avoids a global sort too: the train share ends at the boundary timestamp (the
 # quantile), and only the events tied at that timestamp are ranked to place the cut exactly.
 SPLITS_SQL = """
     CREATE OR REPLACE TABLE splits AS
-    WITH ordered AS (
-        SELECT *,
-            row_number() OVER (PARTITION BY user_id ORDER BY ts, event_order NULLS LAST, source_file,
-                               source_row) - 1 AS seq_pos,
-            count(*) OVER (PARTITION BY user_id) AS user_events
-        FROM interactions),
-    cut AS (
-        SELECT boundary, CAST(floor(n * $train_fraction) AS BIGINT) - before AS train_at_boundary FROM (
-            SELECT any_value(boundary) AS boundary, any_value(n) AS n, count(*) FILTER (ts < boundary) AS before
-            FROM interactions, (SELECT quantile_disc(ts, $train_fraction) AS boundary, count(*) AS n
-                                FROM interactions))),
-    chrono AS (
-        SELECT o.*, CASE WHEN o.ts < cut.boundary THEN 'train' ELSE 'test' END AS chrono_split
-        FROM ordered o, cut WHERE o.ts <> cut.boundary
-        UNION ALL
-        SELECT o.*, CASE WHEN row_number() OVER (ORDER BY event_order NULLS LAST, user_id, source_file, source_row)
-                              <= cut.train_at_boundary THEN 'train' ELSE 'test' END
-        FROM ordered o, cut WHERE o.ts = cut.boundary)
-    SELECT user_id, item_id, ts, rating, event_order, seq_pos,
-           CASE WHEN user_events < $min_events THEN 'train' WHEN seq_pos = user_events - 1 THEN 'test'
-                WHEN seq_pos = user_events - 2 THEN 'valid' ELSE 'train' END AS loo_split,
-           chrono_split
-    FROM chrono ORDER BY user_id, seq_pos"""
+    WITH users AS (SELECT user_id, min(rowid) AS first_pos, count(*) AS user_events FROM interactions GROUP BY user_id),
+    cut AS (SELECT quantile_disc(ts, $train_fraction) AS boundary, CAST(floor(count(*) * $train_fraction) AS BIGINT) AS
+                   train_events FROM interactions),
+    tied AS (
+        SELECT x.rowid AS pos,
+               row_number() OVER (ORDER BY x.event_order NULLS LAST, x.user_id, x.source_row)
+               + (SELECT count(*) FROM interactions, cut WHERE ts < boundary) <= any_value(cut.train_events) OVER ()
+                   AS train
+        FROM interactions x, cut WHERE x.ts = cut.boundary)
+    SELECT x.user_id, x.item_id, x.ts, x.rating, x.event_order, x.rowid - u.first_pos AS seq_pos,
+           CASE WHEN u.user_events < $min_events THEN 'train' WHEN x.rowid - u.first_pos = u.user_events - 1 THEN 'test'
+                WHEN x.rowid - u.first_pos = u.user_events - 2 THEN 'valid' ELSE 'train' END AS loo_split,
+           CASE WHEN x.ts < cut.boundary OR (x.ts = cut.boundary AND tied.train) THEN 'train' ELSE 'test' END
+               AS chrono_split
+    FROM interactions x JOIN users u USING (user_id) CROSS JOIN cut LEFT JOIN tied ON tied.pos = x.rowid"""
 
 
 @dg.asset(group_name=GROUP, deps=["interactions"], pool=WAREHOUSE_POOL, kinds={"duckdb"})

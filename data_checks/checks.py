@@ -17,7 +17,7 @@ EXAMPLE_ROWS = 5
 
 
 def hard_rules_result(con: duckdb.DuckDBPyConnection, outcome: suites.SuiteOutcome, rules: list[suites.Rule],
-                      staged_table: str) -> dg.AssetCheckResult:
+                      rejected_table: str) -> dg.AssetCheckResult:
     """Check result with the failing expectations, their counts and a few offending rows per rule."""
     reasons = {r.name: r.reasons for r in rules}
     metadata: dict = {
@@ -29,7 +29,7 @@ def hard_rules_result(con: duckdb.DuckDBPyConnection, outcome: suites.SuiteOutco
         metadata["failing_expectations"] = dg.MetadataValue.json(
             [{"rule": r.name, "expectation": r.expectation, "column": r.column, "failing_rows": r.failing,
               "failing_fraction": round(r.failing_fraction, 6), "allowed_fraction": r.allowed_fraction} for r in failed])
-        examples = {r.name: offending_rows(con, staged_table, reasons[r.name]) for r in failed}
+        examples = {r.name: offending_rows(con, rejected_table, reasons[r.name]) for r in failed}
         metadata["offending_rows"] = dg.MetadataValue.json(examples)
     description = ("all hard rules hold within tolerance" if not failed else
                    "failing: " + ", ".join(f"{r.name} ({r.failing} of {r.rows} rows)" for r in failed))
@@ -38,10 +38,10 @@ def hard_rules_result(con: duckdb.DuckDBPyConnection, outcome: suites.SuiteOutco
 
 
 def run_hard_rules(warehouse: DuckDBResource, suite: str, rules: list[suites.Rule], frame_sql: str,
-                   staged_table: str) -> dg.AssetCheckResult:
+                   rejected_table: str) -> dg.AssetCheckResult:
     with warehouse.get_connection() as con:
         outcome = suites.validate(suite, rules, suites.chunks(con, frame_sql))
-        return hard_rules_result(con, outcome, rules, staged_table)
+        return hard_rules_result(con, outcome, rules, rejected_table)
 
 
 def offending_rows(con: duckdb.DuckDBPyConnection, table: str, patterns: tuple[str, ...]) -> list[dict]:
@@ -98,14 +98,14 @@ def _rules_table(outcome: suites.SuiteOutcome) -> str:
                             "unique (user, item, timestamp). Blocking (ERROR) above max_invalid_fraction.")
 def interactions_hard_rules(warehouse: DuckDBResource, quality: QualityRules) -> dg.AssetCheckResult:
     return run_hard_rules(warehouse, "interactions_hard", suites.interaction_rules(quality),
-                          suites.INTERACTION_FRAME_SQL, "staged_interactions")
+                          suites.interaction_frame_sql(quality), "rejected_interactions")
 
 
 @dg.asset_check(asset="items", blocking=True, pool=WAREHOUSE_POOL,
                 description="Hard rules on the landed items: readable records, item_id present and unique. "
                             "Blocking (ERROR) above max_invalid_fraction.")
 def items_hard_rules(warehouse: DuckDBResource, quality: QualityRules) -> dg.AssetCheckResult:
-    return run_hard_rules(warehouse, "items_hard", suites.item_rules(quality), suites.ITEM_FRAME_SQL, "staged_items")
+    return run_hard_rules(warehouse, "items_hard", suites.item_rules(quality), suites.ITEM_FRAME_SQL, "rejected_items")
 
 
 @dg.asset_check(asset="interactions", pool=WAREHOUSE_POOL,

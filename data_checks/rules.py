@@ -48,88 +48,109 @@ def parse_timestamp_sql(column: str, unit: str) -> str:
     return f"CASE WHEN {number} IS NULL THEN {iso} WHEN abs({number}) >= 1e11 THEN {millis} ELSE {seconds} END"
 
 
+# `interactions` is written in this order; the splits rely on it (a user's events are consecutive rows).
+SEQUENCE_ORDER = "user_id, ts, event_order NULLS LAST, source_row"
+
+# Quarantine runs in two passes so that no wide intermediate table is written: the first pass keeps only
+# the row ids of the rejected rows (usually few) with their reasons; the second writes the valid table
+# (an anti-join on those ids) and the rejected table (a join) straight from the raw table. A raw table
+# holds one load, so the valid tables keep `source_row` as lineage and the load's `load_batch` goes to
+# the asset metadata rather than onto every row.
+
 def quarantine_items(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
-    """raw_items -> staged_items (every row, typed, with `reason`) -> items + rejected_items."""
+    """raw_items -> items + rejected_items. A repeated item_id keeps its first row (by source position)."""
     con.execute("""
-        CREATE OR REPLACE TABLE staged_items AS
-        WITH typed AS (
-            SELECT *, nullif(trim(item_id), '') AS item_key FROM raw_items),
-        ruled AS (
-            SELECT *, CASE WHEN parse_error IS NOT NULL THEN 'unreadable record: ' || parse_error
-                           WHEN item_key IS NULL THEN 'item_id: missing' END AS first_reason
-            FROM typed)
-        SELECT * EXCLUDE (first_reason),
-               coalesce(first_reason, CASE WHEN row_number() OVER (PARTITION BY item_key, first_reason IS NULL
-                                                ORDER BY source_file, source_row) > 1
-                                           THEN 'item_id: duplicate of an earlier row' END) AS reason
-        FROM ruled""")
+        CREATE OR REPLACE TEMP VIEW typed_items AS
+        SELECT rowid AS raw_rowid, *, nullif(trim(item_id), '') AS item_key FROM raw_items""")
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE item_rejections AS
+        WITH ruled AS (
+            SELECT raw_rowid, item_key, source_file, source_row,
+                   CASE WHEN parse_error IS NOT NULL THEN 'unreadable record: ' || parse_error
+                        WHEN item_key IS NULL THEN 'item_id: missing' END AS first_reason
+            FROM typed_items),
+        reasoned AS (
+            SELECT raw_rowid,
+                   coalesce(first_reason, CASE WHEN row_number() OVER (PARTITION BY item_key, first_reason IS NULL
+                                                    ORDER BY source_file, source_row) > 1
+                                               THEN 'item_id: duplicate of an earlier row' END) AS reason
+            FROM ruled)
+        SELECT * FROM reasoned WHERE reason IS NOT NULL""")
     con.execute("""CREATE OR REPLACE TABLE items AS
-                   SELECT item_key AS item_id, title, categories, brand, description, load_batch, source_file, source_row
-                   FROM staged_items WHERE reason IS NULL ORDER BY item_id""")
-    con.execute("""CREATE OR REPLACE TABLE rejected_items AS
-                   SELECT load_batch, source_file, source_row, item_id, title, categories, brand, description,
-                          raw_line, reason
-                   FROM staged_items WHERE reason IS NOT NULL ORDER BY source_file, source_row""")
+                   SELECT item_key AS item_id, title, categories, brand, description, source_row
+                   FROM typed_items WHERE raw_rowid NOT IN (SELECT raw_rowid FROM item_rejections)
+                   ORDER BY item_id""")
+    _write_rejected(con, "raw_items", "item_rejections", "rejected_items",
+                    ("item_id", "title", "categories", "brand", "description"))
     return _counts(con, "raw_items", "items", "rejected_items")
 
 
 def quarantine_interactions(con: duckdb.DuckDBPyConnection, rules: QualityRules) -> dict[str, int]:
-    """raw_interactions -> staged_interactions (every row, typed, with `reason`) -> interactions +
-    rejected_interactions. Rules apply in order; a row's reason is the first rule it breaks."""
+    """raw_interactions -> interactions + rejected_interactions. Rules apply in order; a row's reason is
+    the first rule it breaks. Of the rows that pass, a repeated (user, item, timestamp) keeps its first row."""
     low, high = rules.timestamp_bounds()
-    ts = parse_timestamp_sql("timestamp", rules.timestamp_unit)
     con.execute(f"""
-        CREATE OR REPLACE TABLE staged_interactions AS
-        WITH typed AS (
-            SELECT r.*, nullif(trim(r.user_id), '') AS user_key, nullif(trim(r.item_id), '') AS item_key,
-                   {ts} AS ts, TRY_CAST(r.rating AS DOUBLE) AS rating_value,
-                   TRY_CAST(r.event_order AS BIGINT) AS event_order_value
-            FROM raw_interactions r),
-        ruled AS (
-            SELECT t.*, i.item_id IS NOT NULL AS item_known,
-                CASE WHEN t.parse_error IS NOT NULL THEN 'unreadable record: ' || t.parse_error
-                     WHEN t.user_key IS NULL THEN 'user_id: missing'
-                     WHEN t.item_key IS NULL THEN 'item_id: missing'
-                     WHEN nullif(trim(t.timestamp), '') IS NULL THEN 'timestamp: missing'
-                     WHEN t.ts IS NULL THEN 'timestamp: cannot parse ' || t.timestamp
-                     WHEN t.ts < $low THEN 'timestamp: before ' || $low::DATE
-                     WHEN t.ts > $high THEN 'timestamp: in the future'
-                     WHEN nullif(trim(t.rating), '') IS NOT NULL AND t.rating_value IS NULL
-                          THEN 'rating: not a number: ' || t.rating
-                     WHEN t.rating_value < $rmin OR t.rating_value > $rmax
+        CREATE OR REPLACE TEMP VIEW typed_interactions AS
+        SELECT rowid AS raw_rowid, *, nullif(trim(user_id), '') AS user_key, nullif(trim(item_id), '') AS item_key,
+               {parse_timestamp_sql("timestamp", rules.timestamp_unit)} AS ts,
+               TRY_CAST(rating AS DOUBLE) AS rating_value, TRY_CAST(event_order AS BIGINT) AS event_order_value
+        FROM raw_interactions""")
+    # Duplicates are rare: candidate keys come from a hash aggregate over 64-bit key hashes, and only the
+    # candidates are ranked (a sort) on their exact keys.
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE interaction_rejections AS
+        WITH checked AS MATERIALIZED (
+            SELECT raw_rowid, hash(user_key, item_key, ts) AS event_key,
+                CASE WHEN parse_error IS NOT NULL THEN 'unreadable record: ' || parse_error
+                     WHEN user_key IS NULL THEN 'user_id: missing'
+                     WHEN item_key IS NULL THEN 'item_id: missing'
+                     WHEN nullif(trim(timestamp), '') IS NULL THEN 'timestamp: missing'
+                     WHEN ts IS NULL THEN 'timestamp: cannot parse ' || timestamp
+                     WHEN ts < $low THEN 'timestamp: before ' || $low::DATE
+                     WHEN ts > $high THEN 'timestamp: in the future'
+                     WHEN nullif(trim(rating), '') IS NOT NULL AND rating_value IS NULL
+                          THEN 'rating: not a number: ' || rating
+                     WHEN rating_value < $rmin OR rating_value > $rmax
                           THEN 'rating: outside ' || $rmin || ' .. ' || $rmax
-                     WHEN nullif(trim(t.event_order), '') IS NOT NULL AND t.event_order_value IS NULL
-                          THEN 'event_order: not an integer: ' || t.event_order
-                     WHEN i.item_id IS NULL THEN 'item_id: not in the catalogue (items)'
-                END AS first_reason
-            FROM typed t LEFT JOIN items i ON i.item_id = t.item_key),
-        -- Duplicates are rare: find the repeated keys with a hash aggregate, and rank rows (a sort) only there.
+                     WHEN nullif(trim(event_order), '') IS NOT NULL AND event_order_value IS NULL
+                          THEN 'event_order: not an integer: ' || event_order
+                     WHEN item_key NOT IN (SELECT item_id FROM items) THEN 'item_id: not in the catalogue (items)'
+                END AS reason
+            FROM typed_interactions),
         repeated AS (
-            SELECT user_key, item_key, ts FROM ruled WHERE first_reason IS NULL GROUP BY ALL HAVING count(*) > 1),
-        marked AS (
-            SELECT ruled.*, repeated.ts IS NOT NULL AS in_repeated_group FROM ruled
-            LEFT JOIN repeated USING (user_key, item_key, ts)),
-        ranked AS (
-            SELECT * EXCLUDE (in_repeated_group), false AS is_duplicate FROM marked
-            WHERE NOT in_repeated_group OR first_reason IS NOT NULL
-            UNION ALL
-            SELECT * EXCLUDE (in_repeated_group),
-                   row_number() OVER (PARTITION BY user_key, item_key, ts ORDER BY source_file, source_row) > 1
-            FROM marked WHERE in_repeated_group AND first_reason IS NULL)
-        SELECT * EXCLUDE (first_reason),
-               coalesce(first_reason, CASE WHEN is_duplicate THEN 'duplicate event (user_id, item_id, timestamp)' END)
-                   AS reason
-        FROM ranked""", {"low": low, "high": high, "rmin": rules.rating_min, "rmax": rules.rating_max})
-    con.execute("""CREATE OR REPLACE TABLE interactions AS
+            SELECT event_key FROM checked WHERE reason IS NULL GROUP BY event_key HAVING count(*) > 1),
+        candidates AS (
+            SELECT raw_rowid, user_key, item_key, ts, source_file, source_row FROM typed_interactions
+            WHERE raw_rowid IN (SELECT raw_rowid FROM checked
+                                WHERE reason IS NULL AND event_key IN (SELECT event_key FROM repeated))),
+        duplicates AS (
+            SELECT raw_rowid, 'duplicate event (user_id, item_id, timestamp)' AS reason FROM (
+                SELECT raw_rowid, row_number() OVER (PARTITION BY user_key, item_key, ts
+                                                     ORDER BY source_file, source_row) AS nth
+                FROM candidates)
+            WHERE nth > 1)
+        SELECT raw_rowid, reason FROM checked WHERE reason IS NOT NULL
+        UNION ALL
+        SELECT raw_rowid, reason FROM duplicates""",
+                {"low": low, "high": high, "rmin": rules.rating_min, "rmax": rules.rating_max})
+    con.execute(f"""CREATE OR REPLACE TABLE interactions AS
                    SELECT user_key AS user_id, item_key AS item_id, ts, rating_value AS rating,
-                          event_order_value AS event_order, load_batch, source_file, source_row
-                   FROM staged_interactions WHERE reason IS NULL
-                   ORDER BY user_id, ts, event_order NULLS LAST, source_file, source_row""")
-    con.execute("""CREATE OR REPLACE TABLE rejected_interactions AS
-                   SELECT load_batch, source_file, source_row, user_id, item_id, timestamp, rating, event_order,
-                          raw_line, reason
-                   FROM staged_interactions WHERE reason IS NOT NULL ORDER BY source_file, source_row""")
+                          event_order_value AS event_order, source_row
+                   FROM typed_interactions WHERE raw_rowid NOT IN (SELECT raw_rowid FROM interaction_rejections)
+                   ORDER BY {SEQUENCE_ORDER}""")
+    _write_rejected(con, "raw_interactions", "interaction_rejections", "rejected_interactions",
+                    ("user_id", "item_id", "timestamp", "rating", "event_order"))
     return _counts(con, "raw_interactions", "interactions", "rejected_interactions")
+
+
+def _write_rejected(con: duckdb.DuckDBPyConnection, raw: str, rejections: str, rejected: str,
+                    fields: tuple[str, ...]) -> None:
+    """The rejected rows exactly as landed, with their reason."""
+    con.execute(f"""CREATE OR REPLACE TABLE {rejected} AS
+                    SELECT r.load_batch, r.source_file, r.source_row, {", ".join("r." + f for f in fields)},
+                           r.raw_line, x.reason
+                    FROM {raw} r JOIN {rejections} x ON r.rowid = x.raw_rowid
+                    ORDER BY r.source_file, r.source_row""")
 
 
 def _counts(con: duckdb.DuckDBPyConnection, raw: str, valid: str, rejected: str) -> dict[str, int]:

@@ -22,7 +22,7 @@ import pandas as pd
 import pyarrow as pa
 from great_expectations.data_context.types.base import ProgressBarsConfig
 
-from data_checks.rules import QualityRules
+from data_checks.rules import QualityRules, parse_timestamp_sql
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 logging.getLogger("great_expectations").setLevel(logging.WARNING)
@@ -96,16 +96,29 @@ def interaction_rules(rules: QualityRules) -> list[Rule]:
     ]
 
 
-INTERACTION_FRAME_SQL = """
-    SELECT parse_error IS NULL AS readable,
-           CASE WHEN user_key IS NOT NULL THEN CAST(hash(user_key) // 2 AS BIGINT) END AS user_code,
-           CASE WHEN item_key IS NOT NULL THEN CAST(hash(item_key) // 2 AS BIGINT) END AS item_code,
-           epoch(ts) AS ts_epoch,
-           nullif(trim(rating), '') IS NULL OR rating_value IS NOT NULL AS rating_readable,
-           rating_value AS rating,
-           (parse_error IS NOT NULL OR item_key IS NULL) OR item_known AS item_known,
-           is_duplicate
-    FROM staged_interactions"""
+def _hash(column: str) -> str:
+    """A 64-bit hash of an id: what GX sees instead of the string."""
+    return f"CAST(hash({column}) // 2 AS BIGINT)"
+
+
+def _code(column: str) -> str:
+    """The hash of a landed id when it is present, NULL when it is missing."""
+    return f"CASE WHEN nullif(trim({column}), '') IS NOT NULL THEN {_hash(f'trim({column})')} END"
+
+
+def interaction_frame_sql(rules: QualityRules) -> str:
+    """One row per landed event: the valid rows as typed, and the rejected rows re-read from their landed
+    text, so every row of the batch is validated (the rules can fail only on the rejected part)."""
+    ts = parse_timestamp_sql("timestamp", rules.timestamp_unit)
+    return f"""
+    SELECT true AS readable, {_hash("user_id")} AS user_code, {_hash("item_id")} AS item_code,
+           epoch(ts) AS ts_epoch, true AS rating_readable, rating, true AS item_known, false AS is_duplicate
+    FROM interactions
+    UNION ALL
+    SELECT reason NOT LIKE 'unreadable record%', {_code("user_id")}, {_code("item_id")}, epoch({ts}),
+           nullif(trim(rating), '') IS NULL OR TRY_CAST(rating AS DOUBLE) IS NOT NULL, TRY_CAST(rating AS DOUBLE),
+           reason NOT LIKE 'item_id: not in the catalogue%', reason LIKE 'duplicate event%'
+    FROM rejected_interactions"""
 
 
 def item_rules(rules: QualityRules) -> list[Rule]:
@@ -119,11 +132,10 @@ def item_rules(rules: QualityRules) -> list[Rule]:
     ]
 
 
-ITEM_FRAME_SQL = """
-    SELECT parse_error IS NULL AS readable,
-           CASE WHEN item_key IS NOT NULL THEN CAST(hash(item_key) // 2 AS BIGINT) END AS item_code,
-           coalesce(reason LIKE 'item_id: duplicate%', false) AS is_duplicate
-    FROM staged_items"""
+ITEM_FRAME_SQL = f"""
+    SELECT true AS readable, {_hash("item_id")} AS item_code, false AS is_duplicate FROM items
+    UNION ALL
+    SELECT reason NOT LIKE 'unreadable record%', {_code("item_id")}, reason LIKE 'item_id: duplicate%' FROM rejected_items"""
 
 
 def drift_rules(rules: QualityRules) -> list[Rule]:

@@ -7,13 +7,16 @@ import duckdb
 import pytest
 
 from assets.validated import SPLITS_SQL
+from data_checks.rules import SEQUENCE_ORDER
 
 
 def make_splits(rows: list[tuple], train_fraction: float = 0.9, min_events: int = 3):
     con = duckdb.connect()
-    con.execute("""CREATE TABLE interactions (user_id VARCHAR, item_id VARCHAR, ts TIMESTAMP, rating DOUBLE,
-                   event_order BIGINT, source_file VARCHAR, source_row BIGINT)""")
-    con.executemany("INSERT INTO interactions VALUES (?, ?, to_timestamp(?)::TIMESTAMP, NULL, ?, 'f', ?)", rows)
+    con.execute("""CREATE TABLE landed (user_id VARCHAR, item_id VARCHAR, ts TIMESTAMP, rating DOUBLE,
+                   event_order BIGINT, source_row BIGINT)""")
+    con.executemany("INSERT INTO landed VALUES (?, ?, to_timestamp(?)::TIMESTAMP, NULL, ?, ?)", rows)
+    # as the quarantine writes it: in sequence order
+    con.execute(f"CREATE TABLE interactions AS SELECT * FROM landed ORDER BY {SEQUENCE_ORDER}")
     con.execute(SPLITS_SQL, {"min_events": min_events, "train_fraction": train_fraction})
     return con
 
