@@ -1,7 +1,13 @@
 """Software-defined assets, one module per stage (group)."""
 
+from assets.behavior import behavior_embeddings, sasrec_model
+from assets.content import content_embeddings
+from assets.feature_checks import FEATURE_CHECKS
 from assets.ingest import raw_interactions, raw_items
 from assets.validated import item_stats, splits, validated_interactions, validated_items
+from data_checks.checks import ASSET_CHECKS as VALIDATED_CHECKS
 
-ALL_ASSETS = [raw_items, raw_interactions, validated_items, validated_interactions, item_stats, splits]
-GROUPS = ("ingest", "validated")
+ALL_ASSETS = [raw_items, raw_interactions, validated_items, validated_interactions, item_stats, splits,
+              content_embeddings, sasrec_model, behavior_embeddings]
+ALL_CHECKS = [*VALIDATED_CHECKS, *FEATURE_CHECKS]
+GROUPS = ("ingest", "validated", "features")

@@ -4,7 +4,7 @@
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from assets import sources
+from assets.sources import landing
 from assets.resources import CatalogueSource
 from assets.warehouse import preview, record_load
 from data_checks.checks import WAREHOUSE_POOL
@@ -16,8 +16,8 @@ def _land(context: dg.AssetExecutionContext, warehouse: DuckDBResource, source: 
     context.log.info(f"landing {kind} from {source.describe()}")
     with warehouse.get_connection() as con:
         try:
-            table, rows, batch = sources.land(con, source, kind)
-        except sources.SourceError as err:
+            table, rows, batch = landing.land(con, source, kind)
+        except landing.SourceError as err:
             raise dg.Failure(description=str(err), allow_retries=False) from err
         record_load(con, table, batch, rows)
         unreadable = scalar(con, f"SELECT count(*) FROM {table} WHERE parse_error IS NOT NULL")

@@ -10,7 +10,12 @@ from typing import Optional, get_type_hints
 import dagster as dg
 import pydantic
 
+from assets.feature_files import AttributeFile, VectorFile
 from assets.sources.synthetic import SyntheticParams
+from sid_models.sasrec import SASRecConfig
+from sid_models.text_encoder import DEFAULT_MODEL as DEFAULT_TEXT_MODEL
+from sid_models.text_encoder import DEFAULT_TEMPLATE
+from sid_models.train_sasrec import TrainConfig
 
 #: Canonical fields of the two landed tables. Raw tables keep every field as text, as it arrived.
 INTERACTION_FIELDS = ("user_id", "item_id", "timestamp", "rating", "event_order")
@@ -36,12 +41,15 @@ class SidflowHome(dg.ConfigurableResource):
         return self.home_path / "warehouse.duckdb"
 
 
-# The synthetic catalogue's parameters, as Dagster config: built from SyntheticParams' own fields and
-# defaults so the two can never drift apart.
-SyntheticConfig = pydantic.create_model(
-    "SyntheticConfig", __base__=dg.Config, __doc__="Size and shape of the built-in synthetic catalogue.",
-    **{f.name: (hint, f.default) for f, hint in ((f, get_type_hints(SyntheticParams)[f.name])
-                                                for f in dataclasses.fields(SyntheticParams))})
+def config_from_dataclass(cls: type, name: str, doc: str, exclude: tuple[str, ...] = ()) -> type[dg.Config]:
+    """Dagster config built from a dataclass's own fields and defaults, so the two can never drift apart."""
+    hints = get_type_hints(cls)
+    return pydantic.create_model(name, __base__=dg.Config, __doc__=doc, **{
+        f.name: (hints[f.name], f.default) for f in dataclasses.fields(cls) if f.name not in exclude})
+
+
+SyntheticConfig = config_from_dataclass(SyntheticParams, "SyntheticConfig",
+                                        "Size and shape of the built-in synthetic catalogue.")
 
 
 class FileSource(dg.Config):
@@ -88,3 +96,42 @@ class SplitRules(dg.ConfigurableResource):
 
     min_user_events: int = 3
     chrono_train_fraction: float = 0.9
+
+
+class TextFeatures(dg.Config):
+    """The text modality of file sources: each item's text from `template` (parts over the item fields; a
+    part whose fields are all empty is left out; kept parts are joined with ". "), embedded by `model` (a
+    sentence-transformers directory or Hugging Face name). The synthetic catalogue supplies its own vectors."""
+
+    enabled: bool = True
+    model: str = DEFAULT_TEXT_MODEL
+    template: list[str] = list(DEFAULT_TEMPLATE)
+    batch_size: int = 128
+
+
+class FeatureSettings(dg.ConfigurableResource):
+    """Content modalities: the item text, precomputed vector files, categorical attribute files."""
+
+    text: TextFeatures = TextFeatures()
+    vector_files: list[VectorFile] = []
+    attribute_files: list[AttributeFile] = []
+
+
+# SASRec's settings: the model and training dataclasses of sid_models as config. The catalogue size comes
+# from the data and the device from SidflowHome.
+SASRecModelConfig = config_from_dataclass(SASRecConfig, "SASRecModelConfig", "SASRec architecture and loss.",
+                                          exclude=("n_items",))
+SASRecTrainConfig = config_from_dataclass(TrainConfig, "SASRecTrainConfig", "SASRec training loop.",
+                                          exclude=("device",))
+
+
+class SASRecSettings(dg.ConfigurableResource):
+    """SASRec for `sasrec_model`; `resume` continues from the last checkpoint of the previous run."""
+
+    model: SASRecModelConfig = SASRecModelConfig()
+    train: SASRecTrainConfig = SASRecTrainConfig()
+    resume: bool = False
+
+    def configs(self, n_items: int, device: str) -> tuple[SASRecConfig, TrainConfig]:
+        return (SASRecConfig(n_items=n_items, **self.model.model_dump()),
+                TrainConfig(device=device, **self.train.model_dump()))

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets import ALL_ASSETS
-from data_checks.checks import ASSET_CHECKS
+from assets import ALL_ASSETS, ALL_CHECKS
 from orchestration.settings import RunSettings
 
 MAIN_JOB = "sidflow_job"
@@ -16,5 +15,5 @@ def build_definitions(settings: RunSettings, extra_jobs: list | None = None) -> 
                                    description="Materialise the whole asset graph with its checks.")
     # The in-process executor runs steps one after another: DuckDB allows one writer per database file,
     # and the `sidflow_warehouse` pool (dagster.yaml) keeps separate runs from overlapping too.
-    return dg.Definitions(assets=ALL_ASSETS, asset_checks=ASSET_CHECKS, jobs=[main_job, *(extra_jobs or [])],
+    return dg.Definitions(assets=ALL_ASSETS, asset_checks=ALL_CHECKS, jobs=[main_job, *(extra_jobs or [])],
                           resources=settings.resources(), executor=dg.in_process_executor)

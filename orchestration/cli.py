@@ -52,8 +52,9 @@ def summarise(result: dg.ExecuteInProcessResult) -> tuple[str, bool]:
     healthy: the run succeeded and no ERROR check failed."""
     lines = []
     for mat in materialisations(result):
-        rows = mat.metadata.get("dagster/row_count")
-        lines.append(f"  materialised {mat.asset_key.to_user_string():<24} rows={rows.value if rows else '-'}")
+        rows, summary = mat.metadata.get("dagster/row_count"), mat.metadata.get("summary")
+        shown = f"rows={rows.value}" if rows else summary.value if summary else ""
+        lines.append(f"  materialised {mat.asset_key.to_user_string():<24} {shown}".rstrip())
     healthy = result.success
     for evaluation in result.get_asset_check_evaluations():
         state = "passed" if evaluation.passed else f"FAILED ({evaluation.severity.value})"
@@ -123,11 +124,13 @@ def parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="materialise the whole asset graph on the built-in synthetic catalogue")
     run = sub.add_parser("run", help="materialise the asset graph on the sources of a run config")
     run.add_argument("--config", required=True, help="run config YAML (see README: Your own data)")
-    run.add_argument("--select", help="Dagster asset selection, e.g. 'group:ingest or group:validated'")
     ui = sub.add_parser("ui", help="start the Dagster UI (binds to 127.0.0.1 by default)")
     ui.add_argument("--config", help="run config YAML; default: the synthetic catalogue")
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=3000)
+    for command in (demo, run):
+        command.add_argument("--select", help="Dagster asset selection, e.g. 'group:ingest or group:validated' "
+                                              "(default: every asset)")
     for command in (demo, run, ui):
         command.add_argument("--home", help="where runs write (default: $SIDFLOW_HOME or ./.sidflow)")
     return p

@@ -16,11 +16,12 @@ import pydantic
 import yaml
 from dagster_duckdb import DuckDBResource
 
-from assets.resources import CatalogueSource, FileSource, SidflowHome, SplitRules, SyntheticConfig
+from assets.resources import (CatalogueSource, FeatureSettings, FileSource, SASRecSettings, SidflowHome, SplitRules,
+                              SyntheticConfig)
 from data_checks.rules import QualityRules
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ("home", "source", "synthetic", "quality", "splits", "warehouse")
+SECTIONS = ("home", "source", "synthetic", "quality", "splits", "warehouse", "features", "sasrec")
 
 
 class ConfigError(ValueError):
@@ -33,11 +34,14 @@ class RunSettings:
     source: CatalogueSource
     quality: QualityRules
     split_rules: SplitRules
+    features: FeatureSettings
+    sasrec: SASRecSettings
     duckdb_settings: dict
 
     def resources(self) -> dict:
         self.home.home_path.mkdir(parents=True, exist_ok=True)
         return {"home": self.home, "source": self.source, "quality": self.quality, "split_rules": self.split_rules,
+                "features": self.features, "sasrec": self.sasrec,
                 "warehouse": DuckDBResource(database=str(self.home.warehouse_path),
                                             connection_config=self.duckdb_settings)}
 
@@ -96,6 +100,8 @@ def load_settings(config: str | Path | None = None, home: str | Path | None = No
         home=SidflowHome(home=str(home_dir), data_root=data_root, device=_env("SIDFLOW_DEVICE") or "auto"),
         source=catalogue, quality=_build(QualityRules, "quality", where, **quality),
         split_rules=_build(SplitRules, "splits", where, **section("splits")),
+        features=_features(section("features"), config_dir, data_root, where),
+        sasrec=_build(SASRecSettings, "sasrec", where, **section("sasrec")),
         duckdb_settings={k: str(v) for k, v in section("warehouse").items()})
 
 
@@ -118,16 +124,33 @@ def _resolve_home(value: Path) -> Path:
     return path
 
 
+def _input_file(value, key: str, config_dir: Path, data_root: str, where: str) -> str:
+    """An input path from a config: {data_root} expanded, relative to the config file, and existing."""
+    path = Path(str(value).replace("{data_root}", data_root)).expanduser()
+    path = (path if path.is_absolute() else config_dir / path).resolve()
+    if not path.is_file():
+        raise ConfigError(f"{where}: {key} {path} is not an existing file")
+    return str(path)
+
+
+def _features(section: dict, config_dir: Path, data_root: str, where: str) -> FeatureSettings:
+    section = dict(section)
+    for group, path_keys in (("vector_files", ("path", "ids")), ("attribute_files", ("path",))):
+        specs = section.get(group) or []
+        if not isinstance(specs, list) or not all(isinstance(s, dict) for s in specs):
+            raise ConfigError(f"{where}: features.{group} must be a list of mappings")
+        section[group] = [{**spec, **{k: _input_file(spec[k], f"features.{group}[{i}].{k}", config_dir, data_root,
+                                                     where) for k in path_keys if spec.get(k)}}
+                          for i, spec in enumerate(specs)]
+    return _build(FeatureSettings, "features", where, **section)
+
+
 def _file_source(spec, kind: str, config_dir: Path, data_root: str, where: str) -> FileSource:
     if isinstance(spec, str):
         spec = {"path": spec}
     if not isinstance(spec, dict) or "path" not in spec:
         raise ConfigError(f"{where}: source.{kind} needs a `path`")
-    raw = str(spec["path"]).replace("{data_root}", data_root)
-    path = Path(raw).expanduser()
-    path = (path if path.is_absolute() else config_dir / path).resolve()
-    if not path.is_file():
-        raise ConfigError(f"{where}: source.{kind}.path {path} is not an existing file")
+    path = _input_file(spec["path"], f"source.{kind}.path", config_dir, data_root, where)
     columns = spec.get("columns") or {}
     if not isinstance(columns, dict) or not all(isinstance(v, str) for v in columns.values()):
         raise ConfigError(f"{where}: source.{kind}.columns must map field names to column names")

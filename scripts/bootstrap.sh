@@ -30,5 +30,5 @@ if [ -d "$wheels" ]; then extra+=(--find-links "$wheels"); fi
 
 echo "sidflow: installing dependencies into $VENV"
 "$VENV/bin/uv" pip install --quiet --python "$VENV/bin/python" --index-strategy unsafe-best-match \
-  "${extra[@]}" -c constraints.txt -e ".[dev]"
+  "${extra[@]}" -c constraints.txt -e ".[dev,text-model]"
 echo "$want" > "$STAMP"

@@ -29,7 +29,7 @@ USER_ID_PREFIX, USER_ID_WIDTH = "u", 8
 ITEM_ID_PREFIX, ITEM_ID_WIDTH = "i", 7
 
 # Independent random streams, so that e.g. changing the content dimension leaves the log unchanged.
-_LAYOUT, _CONTENT, _TEXT, _USERS, _PREFS, _BLOCK = range(6)
+_LAYOUT, _CONTENT, _TEXT, _USERS, _PREFS, _BLOCK, _VISUAL = range(7)
 _EXPLORE = 0.1        # share of fresh draws from any cluster (by appeal), so preferences are not absolute
 _PRIMARY = 0.6        # share of fresh draws from the first preferred cluster when a user has two
 _DEDUPE_ROUNDS = 6    # redraws of repeated (user, item) pairs; what is left after that is a rare repeat
@@ -276,9 +276,16 @@ def interaction_batches(p: SyntheticParams, batch_events: int = 2_000_000) -> It
             pending, rows = [], 0
 
 
-def content_vectors(p: SyntheticParams) -> np.ndarray:
-    """float32 [items, content_dim]: the cluster centroid plus item noise, so content reveals the cluster."""
-    rng = _rng(p, _CONTENT)
+#: The content modalities the synthetic catalogue supplies (it stands in for a text and an image encoder).
+MODALITIES = {"text": _CONTENT, "visual": _VISUAL}
+
+
+def content_vectors(p: SyntheticParams, modality: str = "text") -> np.ndarray:
+    """float32 [items, content_dim]: the cluster centroid plus item noise, so content reveals the cluster.
+    Each modality has its own centroids and noise."""
+    if modality not in MODALITIES:
+        raise ValueError(f"synthetic modality {modality!r} is not one of {sorted(MODALITIES)}")
+    rng = _rng(p, MODALITIES[modality])
     centroids = rng.standard_normal((p.clusters, p.content_dim), dtype=np.float32)
     vectors = rng.standard_normal((p.items, p.content_dim), dtype=np.float32)
     vectors *= np.float32(0.8)  # in place: at 1M items each temporary is hundreds of MB

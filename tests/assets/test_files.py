@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from assets.resources import CatalogueSource, FileSource
-from assets.sources import SourceError, land
+from assets.sources.landing import SourceError, land
 from data_checks.rules import QualityRules, quarantine_interactions, quarantine_items
 from data_checks.sql import scalar
 

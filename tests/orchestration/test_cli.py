@@ -24,7 +24,7 @@ def test_blocking_failure_exits_non_zero(tmp_path, capsys):
     config = write_config(tmp_path, source={"interactions": "events.csv", "items": "items.csv"})
     assert main(["run", "--config", str(config), "--home", str(tmp_path / "home")]) == 1
     out = capsys.readouterr().out
-    assert "FAILED (ERROR)" in out and "not materialised (blocked or failed upstream): item_stats, splits" in out
+    assert "FAILED (ERROR)" in out and "not materialised (blocked or failed upstream): behavior_embeddings, item_stats, sasrec_model, splits" in out
 
 
 def test_bad_config_exits_with_a_message(tmp_path):

@@ -7,11 +7,13 @@ import importlib
 import dagster as dg
 
 ASSETS = {"raw_items", "raw_interactions", "items", "rejected_items", "interactions", "rejected_interactions",
-          "item_stats", "splits"}
+          "item_stats", "splits", "content_embeddings", "sasrec_model", "behavior_embeddings"}
 CHECKS = {"items:items_hard_rules", "items:items_drift", "interactions:interactions_hard_rules",
-          "interactions:interactions_drift"}
+          "interactions:interactions_drift", "content_embeddings:content_embeddings_valid",
+          "behavior_embeddings:behavior_embeddings_valid"}
 GROUPS = {"raw_items": "ingest", "raw_interactions": "ingest", **{k: "validated" for k in
-          ("items", "rejected_items", "interactions", "rejected_interactions", "item_stats", "splits")}}
+          ("items", "rejected_items", "interactions", "rejected_interactions", "item_stats", "splits")},
+          **{k: "features" for k in ("content_embeddings", "sasrec_model", "behavior_embeddings")}}
 
 
 def load_defs(monkeypatch, tmp_path) -> dg.Definitions:
@@ -33,7 +35,8 @@ def test_definitions_list_everything(monkeypatch, tmp_path):
     assert [s.name for s in repo.sensor_defs] == []
     blocking = {f"{k.asset_key.to_user_string()}:{k.name}" for k in graph.asset_check_keys
                 if graph.get_check_spec(k).blocking}
-    assert blocking == {"items:items_hard_rules", "interactions:interactions_hard_rules"}
+    assert blocking == {"items:items_hard_rules", "interactions:interactions_hard_rules",
+                        "content_embeddings:content_embeddings_valid", "behavior_embeddings:behavior_embeddings_valid"}
 
 
 def test_resources_come_from_the_environment(monkeypatch, tmp_path):
