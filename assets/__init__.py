@@ -4,10 +4,14 @@ from assets.behavior import behavior_embeddings, sasrec_model
 from assets.content import content_embeddings
 from assets.feature_checks import FEATURE_CHECKS
 from assets.ingest import raw_interactions, raw_items
+from assets.sid_checks import SID_CHECKS
+from assets.sid_tables import SID_TABLE_ASSETS
+from assets.tokenizers import BASELINE_TOKENIZERS, sid_tokenizer
 from assets.validated import item_stats, splits, validated_interactions, validated_items
 from data_checks.checks import ASSET_CHECKS as VALIDATED_CHECKS
 
 ALL_ASSETS = [raw_items, raw_interactions, validated_items, validated_interactions, item_stats, splits,
-              content_embeddings, sasrec_model, behavior_embeddings]
-ALL_CHECKS = [*VALIDATED_CHECKS, *FEATURE_CHECKS]
-GROUPS = ("ingest", "validated", "features")
+              content_embeddings, sasrec_model, behavior_embeddings, sid_tokenizer, *BASELINE_TOKENIZERS,
+              *SID_TABLE_ASSETS]
+ALL_CHECKS = [*VALIDATED_CHECKS, *FEATURE_CHECKS, *SID_CHECKS]
+GROUPS = ("ingest", "validated", "features", "tokenizer", "sid_tables")

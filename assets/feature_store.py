@@ -81,3 +81,20 @@ def read_manifest(directory: Path, name: str) -> dict[str, dict]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing; materialise content_embeddings first")
     return json.loads(path.read_text())
+
+
+def tokenizer_features(home_path: Path, item_ids: Sequence[str]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Every content modality of the last content_embeddings run plus `behavior`, as float32 matrices in the
+    order of `item_ids` (the catalogue), and each matrix's content hash. Fails when a matrix was written for
+    another catalogue, so a tokenizer never pairs one item's text with another's behavior."""
+    directory = features_dir(home_path)
+    names = [*read_manifest(directory, CONTENT_MANIFEST), "behavior"]
+    features, hashes = {}, {}
+    for name in names:
+        matrix = read_matrix(directory, name, mmap=False)
+        if list(matrix.item_ids) != list(item_ids):
+            raise ValueError(f"{directory / name}.items.parquet: its items differ from the catalogue's "
+                             f"({len(matrix.item_ids)} vs {len(item_ids)} rows); materialise the features again")
+        features[name] = np.asarray(matrix.vectors, dtype=np.float32)
+        hashes[name] = content_hash(matrix.item_ids, features[name])
+    return features, hashes

@@ -6,6 +6,8 @@ import base64
 import io
 from pathlib import Path
 
+import numpy as np
+
 import matplotlib
 
 matplotlib.use("Agg")  # no display on servers
@@ -31,3 +33,34 @@ def save_figure(figure, path: Path) -> str:
     figure.savefig(buffer, format="png", dpi=72)
     plt.close(figure)
     return f"![{path.stem}](data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()})"
+
+
+def codebook_usage(codes: np.ndarray, token_names: list[str], codebook_sizes: list[int], path: Path) -> str:
+    """One panel per SID position: how many items use each code, codes sorted by use (a flat profile means an
+    evenly used codebook; a cliff means collapse)."""
+    columns = min(len(token_names), 4)
+    rows = -(-len(token_names) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.4 * rows), squeeze=False)
+    for position, (name, size) in enumerate(zip(token_names, codebook_sizes)):
+        counts = np.sort(np.bincount(codes[:, position], minlength=size))[::-1]
+        axis = axes[position // columns][position % columns]
+        axis.bar(np.arange(size), counts, width=1.0)
+        axis.set(title=f"{name}: {int((counts > 0).sum())}/{size} used", xlabel="code (by use)", ylabel="items")
+    for extra in range(len(token_names), rows * columns):
+        axes[extra // columns][extra % columns].axis("off")
+    return save_figure(figure, path)
+
+
+def loss_curves(history: list[dict], path: Path) -> str:
+    """Every numeric loss term of a training history against its epoch (or iteration)."""
+    step_key = "epoch" if "epoch" in history[0] else next(iter(history[0]))
+    terms = [k for k, v in history[0].items() if k != step_key and isinstance(v, (int, float))
+             and ("loss" in k or k in ("recon", "codebook", "commitment", "alignment", "load_balance"))]
+    terms = terms or [k for k, v in history[0].items() if k != step_key and isinstance(v, (int, float))][:4]
+    figure, axis = plt.subplots(figsize=(6, 3.2))
+    steps = [r.get(step_key, i) for i, r in enumerate(history)]
+    for term in terms:
+        axis.plot(steps, [r.get(term, np.nan) for r in history], label=term)
+    axis.set(xlabel=step_key, ylabel="loss", title="training")
+    axis.legend(fontsize=7)
+    return save_figure(figure, path)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Optional, get_type_hints
+from typing import Any, Optional, get_type_hints
 
 import dagster as dg
 import pydantic
@@ -135,3 +135,17 @@ class SASRecSettings(dg.ConfigurableResource):
     def configs(self, n_items: int, device: str) -> tuple[SASRecConfig, TrainConfig]:
         return (SASRecConfig(n_items=n_items, **self.model.model_dump()),
                 TrainConfig(device=device, **self.train.model_dump()))
+
+
+class TokenizerSettings(dg.ConfigurableResource):
+    """Settings of each tokenizer by kind (`tokenizers` in params.yaml): ADC-SID as {model: ADCSIDConfig fields,
+    train: ADCSIDTrainConfig fields}, the baselines as their config fields (sid_models/{rqvae,rqkmeans,opq}.py).
+    `baselines` names the baseline tokenizers that are fitted beside ADC-SID."""
+
+    adc_sid: dict[str, Any] = {}
+    rqvae: dict[str, Any] = {}
+    rqkmeans: dict[str, Any] = {}
+    opq: dict[str, Any] = {}
+
+    def for_kind(self, kind: str) -> dict:
+        return dict(getattr(self, kind))

@@ -17,11 +17,12 @@ import yaml
 from dagster_duckdb import DuckDBResource
 
 from assets.resources import (CatalogueSource, FeatureSettings, FileSource, SASRecSettings, SidflowHome, SplitRules,
-                              SyntheticConfig)
+                              SyntheticConfig, TokenizerSettings)
+from assets.tokenizers import BASELINE_KINDS, build_tokenizer
 from data_checks.rules import QualityRules
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ("home", "source", "synthetic", "quality", "splits", "warehouse", "features", "sasrec")
+SECTIONS = ("home", "source", "synthetic", "quality", "splits", "warehouse", "features", "sasrec", "tokenizers")
 
 
 class ConfigError(ValueError):
@@ -36,12 +37,13 @@ class RunSettings:
     split_rules: SplitRules
     features: FeatureSettings
     sasrec: SASRecSettings
+    tokenizers: TokenizerSettings
     duckdb_settings: dict
 
     def resources(self) -> dict:
         self.home.home_path.mkdir(parents=True, exist_ok=True)
         return {"home": self.home, "source": self.source, "quality": self.quality, "split_rules": self.split_rules,
-                "features": self.features, "sasrec": self.sasrec,
+                "features": self.features, "sasrec": self.sasrec, "tokenizers": self.tokenizers,
                 "warehouse": DuckDBResource(database=str(self.home.warehouse_path),
                                             connection_config=self.duckdb_settings)}
 
@@ -102,7 +104,19 @@ def load_settings(config: str | Path | None = None, home: str | Path | None = No
         split_rules=_build(SplitRules, "splits", where, **section("splits")),
         features=_features(section("features"), config_dir, data_root, where),
         sasrec=_build(SASRecSettings, "sasrec", where, **section("sasrec")),
+        tokenizers=_tokenizers(section("tokenizers"), where),
         duckdb_settings={k: str(v) for k, v in section("warehouse").items()})
+
+
+def _tokenizers(section: dict, where: str) -> TokenizerSettings:
+    """The tokenizer settings, each checked now by building its tokenizer, so a typo fails before any training."""
+    settings = _build(TokenizerSettings, "tokenizers", where, **section)
+    for kind in ("adc_sid", *BASELINE_KINDS):
+        try:
+            build_tokenizer(kind, settings.for_kind(kind))
+        except ValueError as err:
+            raise ConfigError(f"{where}: {err}") from None
+    return settings
 
 
 def _build(cls, name: str, where: str, **values):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dagster as dg
 
 from orchestration.cli import not_materialised
-from tests.helpers import check_results, materialised, query, run
+from tests.helpers import BLOCKED_BY_INTERACTIONS, check_results, materialised, query, run
 
 VALIDATED = {"raw_items", "raw_interactions", "items", "rejected_items", "interactions", "rejected_interactions",
              "item_stats", "splits"}
@@ -91,7 +91,7 @@ def test_bad_file_blocks_downstream(settings_for, tmp_path):
     assert query(settings, "SELECT count(*) FROM rejected_interactions") == [(3,)]
     done = materialised(result)
     assert {"interactions", "rejected_interactions", "items"} <= done
-    blocked = ["behavior_embeddings", "item_stats", "sasrec_model", "splits"]
+    blocked = BLOCKED_BY_INTERACTIONS
     assert not set(blocked) & done
     assert not_materialised(result) == blocked
     started = {e.step_key for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_START}

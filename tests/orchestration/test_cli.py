@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from orchestration.cli import main
-from tests.helpers import SMALL_SYNTHETIC, write_config
+from tests.helpers import BLOCKED_BY_INTERACTIONS, SMALL_SYNTHETIC, write_config
 
 
 def test_run_prints_a_summary_and_succeeds(tmp_path, capsys, monkeypatch):
@@ -24,7 +24,7 @@ def test_blocking_failure_exits_non_zero(tmp_path, capsys):
     config = write_config(tmp_path, source={"interactions": "events.csv", "items": "items.csv"})
     assert main(["run", "--config", str(config), "--home", str(tmp_path / "home")]) == 1
     out = capsys.readouterr().out
-    assert "FAILED (ERROR)" in out and "not materialised (blocked or failed upstream): behavior_embeddings, item_stats, sasrec_model, splits" in out
+    assert "FAILED (ERROR)" in out and f"not materialised (blocked or failed upstream): {', '.join(BLOCKED_BY_INTERACTIONS)}" in out
 
 
 def test_bad_config_exits_with_a_message(tmp_path):

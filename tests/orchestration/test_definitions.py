@@ -7,13 +7,19 @@ import importlib
 import dagster as dg
 
 ASSETS = {"raw_items", "raw_interactions", "items", "rejected_items", "interactions", "rejected_interactions",
-          "item_stats", "splits", "content_embeddings", "sasrec_model", "behavior_embeddings"}
+          "item_stats", "splits", "content_embeddings", "sasrec_model", "behavior_embeddings", "sid_tokenizer",
+          "rqvae_tokenizer", "rqkmeans_tokenizer", "opq_tokenizer", "sid_lookup", "baseline_sid_lookup",
+          "sid_importance"}
+SID_CHECKS = {"sid_lookup:sid_lookup_valid", "baseline_sid_lookup:baseline_sid_lookup_valid",
+              "sid_importance:sid_importance_valid"}
 CHECKS = {"items:items_hard_rules", "items:items_drift", "interactions:interactions_hard_rules",
           "interactions:interactions_drift", "content_embeddings:content_embeddings_valid",
-          "behavior_embeddings:behavior_embeddings_valid"}
+          "behavior_embeddings:behavior_embeddings_valid", *SID_CHECKS}
 GROUPS = {"raw_items": "ingest", "raw_interactions": "ingest", **{k: "validated" for k in
           ("items", "rejected_items", "interactions", "rejected_interactions", "item_stats", "splits")},
-          **{k: "features" for k in ("content_embeddings", "sasrec_model", "behavior_embeddings")}}
+          **{k: "features" for k in ("content_embeddings", "sasrec_model", "behavior_embeddings")},
+          **{f"{k}_tokenizer": "tokenizer" for k in ("sid", "rqvae", "rqkmeans", "opq")},
+          **{k: "sid_tables" for k in ("sid_lookup", "baseline_sid_lookup", "sid_importance")}}
 
 
 def load_defs(monkeypatch, tmp_path) -> dg.Definitions:
@@ -36,7 +42,8 @@ def test_definitions_list_everything(monkeypatch, tmp_path):
     blocking = {f"{k.asset_key.to_user_string()}:{k.name}" for k in graph.asset_check_keys
                 if graph.get_check_spec(k).blocking}
     assert blocking == {"items:items_hard_rules", "interactions:interactions_hard_rules",
-                        "content_embeddings:content_embeddings_valid", "behavior_embeddings:behavior_embeddings_valid"}
+                        "content_embeddings:content_embeddings_valid", "behavior_embeddings:behavior_embeddings_valid",
+                        *SID_CHECKS}
 
 
 def test_resources_come_from_the_environment(monkeypatch, tmp_path):
