@@ -23,9 +23,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from sid_models.devices import resolve_device
 from sid_models.kmeans import assign
-from sid_models.quantizer_inputs import InputScaler, resolve_modalities
+from sid_models.quantizer_inputs import InputScaler, fitting_inputs
 from sid_models.tokenizer import FitReport, Features, Progress, Tokenizer
 from sid_models.train_quantizer import lloyd, seeded_kmeans
 
@@ -103,12 +102,7 @@ class OPQTokenizer(Tokenizer):
 
     def fit(self, features: Features, progress: Progress | None = None) -> FitReport:
         started, config = time.perf_counter(), self.config
-        if config.torch_threads:
-            torch.set_num_threads(config.torch_threads)
-        device = resolve_device(config.device)
-        names = resolve_modalities(features, config.modalities, include_behavior=False)
-        self.scaler = InputScaler.fit(features, names, config.balance_modalities)
-        x = self.scaler.transform(features).to(device)
+        device, self.scaler, x = fitting_inputs(features, config, include_behavior=False)
         self.components = _principal_components(x, config.pca_dim) if config.pca_dim else None
         kept = x.shape[1] if self.components is None else self.components.shape[1]
         width = math.ceil(kept / config.subspaces) * config.subspaces

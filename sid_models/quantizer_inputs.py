@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from sid_models.devices import resolve_device
 from sid_models.tokenizer import BEHAVIOR, Features, check_features
 
 MIN_STD = 1e-6  # a dimension with a smaller std is constant: it is centred but not scaled
@@ -106,3 +107,15 @@ def _column_moments(matrix: np.ndarray, chunk: int) -> tuple[np.ndarray, np.ndar
     for start in range(0, n, chunk):
         squares += ((matrix[start:start + chunk] - mean) ** 2).sum(axis=0)
     return mean, np.sqrt(squares / n)
+
+
+def fitting_inputs(features: Features, config, include_behavior: bool
+                   ) -> tuple[torch.device, InputScaler, torch.Tensor]:
+    """The start every baseline fit shares: torch threads, the training device, and the standardised input
+    matrix (of the modalities `config.modalities` names, or the default set) on that device."""
+    if config.torch_threads:
+        torch.set_num_threads(config.torch_threads)
+    device = resolve_device(config.device)
+    names = resolve_modalities(features, config.modalities, include_behavior=include_behavior)
+    scaler = InputScaler.fit(features, names, config.balance_modalities)
+    return device, scaler, scaler.transform(features).to(device)

@@ -14,9 +14,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from sid_models.devices import resolve_device
 from sid_models.kmeans import assign
-from sid_models.quantizer_inputs import InputScaler, resolve_modalities
+from sid_models.quantizer_inputs import InputScaler, fitting_inputs
 from sid_models.tokenizer import FitReport, Features, Progress, Tokenizer
 from sid_models.train_quantizer import seeded_kmeans
 
@@ -69,12 +68,7 @@ class RQKMeansTokenizer(Tokenizer):
 
     def fit(self, features: Features, progress: Progress | None = None) -> FitReport:
         started, config = time.perf_counter(), self.config
-        if config.torch_threads:
-            torch.set_num_threads(config.torch_threads)
-        device = resolve_device(config.device)
-        names = resolve_modalities(features, config.modalities, include_behavior=True)
-        self.scaler = InputScaler.fit(features, names, config.balance_modalities)
-        residual = self.scaler.transform(features).to(device)
+        device, self.scaler, residual = fitting_inputs(features, config, include_behavior=True)
         centroids, history, refilled = [], [], 0
         for level in range(config.levels):
             result = seeded_kmeans(residual, config.codebook_size, config.iterations, seed=config.seed + level,

@@ -21,9 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sid_models.devices import resolve_device
 from sid_models.kmeans import assign
-from sid_models.quantizer_inputs import InputScaler, resolve_modalities
+from sid_models.quantizer_inputs import InputScaler, fitting_inputs
 from sid_models.tokenizer import FitReport, Features, Progress, Tokenizer
 from sid_models.train_quantizer import seeded_kmeans, train_minibatches
 
@@ -163,12 +162,7 @@ class RQVAETokenizer(Tokenizer):
 
     def fit(self, features: Features, progress: Progress | None = None) -> FitReport:
         started, config = time.perf_counter(), self.config
-        if config.torch_threads:
-            torch.set_num_threads(config.torch_threads)
-        device = resolve_device(config.device)
-        names = resolve_modalities(features, config.modalities, include_behavior=False)
-        self.scaler = InputScaler.fit(features, names, config.balance_modalities)
-        x = self.scaler.transform(features).to(device)
+        device, self.scaler, x = fitting_inputs(features, config, include_behavior=False)
         torch.manual_seed(config.seed)  # weight initialisation
         generator = torch.Generator().manual_seed(config.seed)  # samples for k-means and re-initialisation
         model = RQVAE(self.scaler.dim, config).to(device)
