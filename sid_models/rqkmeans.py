@@ -16,7 +16,7 @@ import torch
 
 from sid_models.kmeans import assign
 from sid_models.quantizer_inputs import InputScaler, fitting_inputs
-from sid_models.tokenizer import FitReport, Features, Progress, Tokenizer
+from sid_models.tokenizer import FitReport, Features, Progress, ResidualLevels
 from sid_models.train_quantizer import seeded_kmeans
 
 
@@ -50,21 +50,13 @@ def residual_codes(x: torch.Tensor, centroids: torch.Tensor) -> tuple[torch.Tens
     return torch.stack(codes, dim=1), x - residual
 
 
-class RQKMeansTokenizer(Tokenizer):
+class RQKMeansTokenizer(ResidualLevels):
     kind = "rqkmeans"
 
     def __init__(self, config: RQKMeansConfig | None = None):
         self.config = config or RQKMeansConfig()
         self.scaler: InputScaler | None = None
         self.centroids: torch.Tensor | None = None  # float32 [levels, K, D]
-
-    @property
-    def token_names(self) -> list[str]:
-        return [f"c{level}" for level in range(self.config.levels)]
-
-    @property
-    def codebook_sizes(self) -> list[int]:
-        return [self.config.codebook_size] * self.config.levels
 
     def fit(self, features: Features, progress: Progress | None = None) -> FitReport:
         started, config = time.perf_counter(), self.config

@@ -23,7 +23,7 @@ from torch import nn
 
 from sid_models.kmeans import assign
 from sid_models.quantizer_inputs import InputScaler, fitting_inputs
-from sid_models.tokenizer import FitReport, Features, Progress, Tokenizer
+from sid_models.tokenizer import FitReport, Features, Progress, ResidualLevels
 from sid_models.train_quantizer import seeded_kmeans, train_minibatches
 
 
@@ -144,21 +144,13 @@ class RQVAE(nn.Module):
         return moved
 
 
-class RQVAETokenizer(Tokenizer):
+class RQVAETokenizer(ResidualLevels):
     kind = "rqvae"
 
     def __init__(self, config: RQVAEConfig | None = None):
         self.config = config or RQVAEConfig()
         self.scaler: InputScaler | None = None
         self.model: RQVAE | None = None
-
-    @property
-    def token_names(self) -> list[str]:
-        return [f"c{level}" for level in range(self.config.levels)]
-
-    @property
-    def codebook_sizes(self) -> list[int]:
-        return [self.config.codebook_size] * self.config.levels
 
     def fit(self, features: Features, progress: Progress | None = None) -> FitReport:
         started, config = time.perf_counter(), self.config

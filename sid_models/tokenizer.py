@@ -82,6 +82,21 @@ class Tokenizer(ABC):
         torch.save({"kind": self.kind, "state": self.state()}, path)
 
 
+class ResidualLevels(Tokenizer, ABC):
+    """Residual quantisers (RQ-VAE, RQ-KMeans): `config.levels` codebooks of `config.codebook_size`, named
+    c0, c1, ... from the coarsest level."""
+
+    config: object
+
+    @property
+    def token_names(self) -> list[str]:
+        return [f"c{level}" for level in range(self.config.levels)]
+
+    @property
+    def codebook_sizes(self) -> list[int]:
+        return [self.config.codebook_size] * self.config.levels
+
+
 def read_checkpoint(path: Path) -> tuple[str, dict]:
     """(kind, state) of a saved tokenizer; never unpickles code."""
     stored = torch.load(Path(path), map_location="cpu", weights_only=True)
