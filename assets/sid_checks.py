@@ -17,9 +17,9 @@ def _result(problems: list[str], metadata: dict) -> dg.AssetCheckResult:
                                description="; ".join(problems) or "holds", metadata=metadata)
 
 
-def _reencode_problems(con, warehouse, home, table: str, kind: str, tokenizer_filter: bool) -> tuple[list, str]:
+def _reencode_problems(con, home, item_ids: list[str], features: dict, table: str, kind: str,
+                       tokenizer_filter: bool) -> tuple[list, str]:
     version, tokenizer = load_current(home, kind)
-    item_ids, features, _ = catalogue_features(warehouse, home)
     where = "tokenizer_version = ?" + (" AND tokenizer = ?" if tokenizer_filter else "")
     params = [version] + ([kind] if tokenizer_filter else [])
     stored = con.execute(f"SELECT item_id, sid FROM {table} WHERE {where} ORDER BY item_id", params).fetchall()
@@ -34,8 +34,9 @@ def _reencode_problems(con, warehouse, home, table: str, kind: str, tokenizer_fi
 @dg.asset_check(asset="sid_lookup", blocking=True, pool=WAREHOUSE_POOL,
                 description="Every item has one SID, SIDs are unique within the version, re-encoding agrees.")
 def sid_lookup_valid(warehouse: DuckDBResource, home: SidflowHome) -> dg.AssetCheckResult:
+    item_ids, features, _ = catalogue_features(warehouse, home)
     with warehouse.get_connection() as con:
-        problems, version = _reencode_problems(con, warehouse, home, "sid_lookup", "adc_sid", False)
+        problems, version = _reencode_problems(con, home, item_ids, features, "sid_lookup", "adc_sid", False)
     return _result(problems, {"tokenizer_version": version})
 
 
@@ -43,9 +44,11 @@ def sid_lookup_valid(warehouse: DuckDBResource, home: SidflowHome) -> dg.AssetCh
                 description="The same rules for every baseline tokenizer's SIDs.")
 def baseline_sid_lookup_valid(warehouse: DuckDBResource, home: SidflowHome) -> dg.AssetCheckResult:
     problems, versions = [], {}
+    item_ids, features, _ = catalogue_features(warehouse, home)  # read once for every baseline
     with warehouse.get_connection() as con:
         for kind in BASELINE_KINDS:
-            found, versions[kind] = _reencode_problems(con, warehouse, home, "baseline_sid_lookup", kind, True)
+            found, versions[kind] = _reencode_problems(con, home, item_ids, features, "baseline_sid_lookup", kind,
+                                                       True)
             problems += found
     return _result(problems, {"tokenizer_versions": dg.MetadataValue.json(versions)})
 

@@ -58,10 +58,9 @@ def replace_version(con: duckdb.DuckDBPyConnection, table: str, columns: str, ro
     con.execute("COMMIT")
 
 
-def _encode_current(warehouse: DuckDBResource, home: SidflowHome, kind: str):
+def _encode_current(home: SidflowHome, kind: str, features: dict):
     version, tokenizer = load_current(home, kind)
-    item_ids, features, _ = catalogue_features(warehouse, home)
-    return version, tokenizer, item_ids, features, tokenizer.encode(features)
+    return version, tokenizer, tokenizer.encode(features)
 
 
 def _lookup_metadata(version: str, codes: np.ndarray, tokenizer, rows: int) -> dict:
@@ -74,7 +73,8 @@ def _lookup_metadata(version: str, codes: np.ndarray, tokenizer, rows: int) -> d
 @dg.asset(group_name=GROUP, deps=["sid_tokenizer"], pool=WAREHOUSE_POOL, kinds={"duckdb"})
 def sid_lookup(warehouse: DuckDBResource, home: SidflowHome) -> dg.MaterializeResult:
     """Every catalogue item's ADC-SID under the current `sid_tokenizer` version, with its collision token."""
-    version, tokenizer, item_ids, _, codes = _encode_current(warehouse, home, "adc_sid")
+    item_ids, features, _ = catalogue_features(warehouse, home)
+    version, tokenizer, codes = _encode_current(home, "adc_sid", features)
     rows = lookup_rows(item_ids, version, codes, tokenizer.token_names)
     with warehouse.get_connection() as con:
         replace_version(con, "sid_lookup", LOOKUP_COLUMNS, rows, version)
@@ -90,8 +90,9 @@ def sid_lookup(warehouse: DuckDBResource, home: SidflowHome) -> dg.MaterializeRe
 def baseline_sid_lookup(warehouse: DuckDBResource, home: SidflowHome) -> dg.MaterializeResult:
     """The baselines' SIDs (`tokenizer`: rqvae, rqkmeans, opq) in the layout of `sid_lookup`."""
     metadata = {}
+    item_ids, features, _ = catalogue_features(warehouse, home)  # read once for every baseline
     for kind in BASELINE_KINDS:
-        version, tokenizer, item_ids, _, codes = _encode_current(warehouse, home, kind)
+        version, tokenizer, codes = _encode_current(home, kind, features)
         rows = lookup_rows(item_ids, version, codes, tokenizer.token_names)
         rows = rows.append_column("tokenizer", pa.array([kind] * rows.num_rows, pa.string()))
         with warehouse.get_connection() as con:
