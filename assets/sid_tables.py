@@ -89,7 +89,7 @@ def sid_lookup(warehouse: DuckDBResource, home: SidflowHome) -> dg.MaterializeRe
           kinds={"duckdb"})
 def baseline_sid_lookup(warehouse: DuckDBResource, home: SidflowHome) -> dg.MaterializeResult:
     """The baselines' SIDs (`tokenizer`: rqvae, rqkmeans, opq) in the layout of `sid_lookup`."""
-    metadata = {}
+    metadata, written = {}, 0
     item_ids, features, _ = catalogue_features(warehouse, home)  # read once for every baseline
     for kind in BASELINE_KINDS:
         version, tokenizer, codes = _encode_current(home, kind, features)
@@ -99,7 +99,8 @@ def baseline_sid_lookup(warehouse: DuckDBResource, home: SidflowHome) -> dg.Mate
             replace_version(con, "baseline_sid_lookup", LOOKUP_COLUMNS + ", tokenizer VARCHAR NOT NULL", rows,
                             version, tokenizer=kind)
         metadata[kind] = dg.MetadataValue.json(_lookup_metadata(version, codes, tokenizer, rows.num_rows))
-    return dg.MaterializeResult(metadata=metadata)
+        written += rows.num_rows
+    return dg.MaterializeResult(metadata={"dagster/row_count": written, **metadata})
 
 
 @dg.asset(group_name=GROUP, deps=["sid_tokenizer"], pool=WAREHOUSE_POOL, kinds={"duckdb"})

@@ -10,6 +10,7 @@ standardisation and behavior-norm range as buffers, so it maps raw features to c
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -41,6 +42,12 @@ class ADCSIDConfig:
     use_behavior_gate: bool = True  # off: R = 1 ("w/o dynamic behavioral weighting gate")
     use_load_balancing: bool = True  # off: no eq. 23 term ("w/o sparsely-activated training strategy")
     use_content_gates: bool = True  # off: g = 1
+    # Not in the paper: an anti-collapse term, log K - H(batch codeword usage) per codebook (usage_entropy_gap).
+    use_usage_entropy: bool = True
+    # Softness of the usage estimate on cosine similarities in [-1, 1]. It must be low for the soft usage to track
+    # the argmax: on Amazon Beauty 0.1 left the soft usage near uniform while the behavioral codebooks' hard
+    # entropy stayed at ~4.1 nats; 0.01 lifted them to ~4.58 (benchmarks/tokenizers.py, README).
+    usage_temperature: float = 0.01
     alpha: float = 10.0  # eq. 17
     beta: float = 9.0  # eq. 17
     tau: float = 0.07  # eq. 18-20
@@ -116,10 +123,20 @@ class CosineCodebook(nn.Module):
     def unit(self) -> torch.Tensor:
         return F.normalize(self.weight, dim=1)
 
-    def forward(self, z_unit: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, z_unit: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(codes [B], chosen unit codewords [B, D], cosine similarities [B, K])."""
         codewords = self.unit().to(z_unit.dtype)
-        codes = (z_unit @ codewords.T).argmax(dim=1)
-        return codes, codewords[codes]
+        similarities = z_unit @ codewords.T
+        codes = similarities.argmax(dim=1)
+        return codes, codewords[codes], similarities
+
+
+def usage_entropy_gap(similarities: torch.Tensor, temperature: float) -> torch.Tensor:
+    """log K - H(p), p the batch mean of softmax(similarity / temperature) over the K codewords: zero when the
+    batch spreads evenly over the codebook, log K when every item picks one codeword. Minimising it pulls idle
+    codewords toward the latents and spreads latents off crowded codewords, which the hard argmax cannot."""
+    usage = torch.softmax(similarities.float() / temperature, dim=1).mean(dim=0)
+    return math.log(similarities.shape[1]) + (usage * usage.clamp_min(1e-12).log()).sum()
 
 
 @dataclass
@@ -130,6 +147,7 @@ class ADCSIDOutput:
     latents: dict[str, torch.Tensor]  # unit-norm expert latents by token name
     quantised: dict[str, torch.Tensor]  # unit-norm chosen codewords by token name
     codes: dict[str, torch.Tensor]  # int64 [B] by token name
+    similarities: dict[str, torch.Tensor]  # cosine similarity to every codeword [B, K] by token name
     gates: dict[str, torch.Tensor]  # g_m [B, N_m] per content modality
     importance: torch.Tensor  # R(e_b) [B, N_b]
     n_norm: torch.Tensor  # [B] normalised behavior norms (eq. 16)
@@ -207,11 +225,11 @@ class ADCSID(nn.Module):
         hidden, latents = self.unit_latents(x)
         gates = {m: self.content_gate(m, x[m]) for m in self.content if self.config.experts_of(m) > 0}
         importance = self.behavior_importance(x[BEHAVIOR], n_norm)
-        codes, quantised = {}, {}
+        codes, quantised, similarities = {}, {}, {}
         z = z_q = 0.0
         position = {m: 0 for m in self.modalities}
         for name, source in self.tokens:
-            codes[name], quantised[name] = self.codebooks[name](latents[name])
+            codes[name], quantised[name], similarities[name] = self.codebooks[name](latents[name])
             # Latents and codewords enter eq. 10-11 as unit vectors: the lookup is by cosine, so only directions
             # are quantised, and the weights g and R then alone set each expert's share of z.
             if source == SHARED:
@@ -225,7 +243,8 @@ class ADCSID(nn.Module):
         reconstruction = self.decoder(z + (z_q - z).detach())  # straight-through estimator (eq. 14)
         target = torch.cat([x[m] for m in self.modalities], dim=1)
         return ADCSIDOutput(target=target, reconstruction=reconstruction, hidden=hidden, latents=latents,
-                            quantised=quantised, codes=codes, gates=gates, importance=importance, n_norm=n_norm)
+                            quantised=quantised, codes=codes, similarities=similarities, gates=gates,
+                            importance=importance, n_norm=n_norm)
 
     def loss_terms(self, out: ADCSIDOutput, lb_lambda: float) -> dict[str, torch.Tensor]:
         """Unweighted loss terms; a switched-off part contributes no entry at all."""
@@ -244,6 +263,9 @@ class ADCSID(nn.Module):
                  else torch.ones_like(out.n_norm))
             terms["alignment"] = total_alignment({m: out.hidden[m] for m in self.content}, out.hidden[BEHAVIOR],
                                                  w, config.tau)
+        if config.use_usage_entropy:
+            terms["usage_entropy"] = torch.stack([usage_entropy_gap(out.similarities[n], config.usage_temperature)
+                                                  for n in out.similarities]).mean()
         if config.use_load_balancing and self.behavior_gate is not None:
             terms["load_balance"] = load_balancing_loss(out.importance, lb_lambda, config.target_sparsity,
                                                         config.lb_balanced)

@@ -2,7 +2,9 @@
 report importance weights R(e_b) and reconstruction, save and load.
 
 Against codebook collapse it standardises every modality, initialises each cosine codebook with spherical
-k-means on the initial latents, and re-seeds codewords left unused over an epoch from latents of that epoch.
+k-means on the initial latents, re-seeds codewords left unused over an epoch from latents of that epoch, and
+(unless switched off) adds the usage-entropy term of `adc_sid.usage_entropy_gap`, which spreads each batch
+evenly over every codebook.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class ADCSIDTrainConfig:
     # InfoNCE over a batch of ~1000 starts near log(B) ~ 7, several times the reconstruction loss; 0.1 keeps the
     # alignment from dominating the quantiser (the paper gives no weight).
     alignment_weight: float = 0.1
+    usage_entropy_weight: float = 1.0
     kmeans_init: bool = True
     kmeans_iterations: int = 25
     kmeans_sample: int = 65536  # items whose initial latents k-means sees (all when fewer)
@@ -127,7 +130,8 @@ def train_adc_sid(model: ADCSID, data: dict[str, torch.Tensor], config: ADCSIDTr
     device = data[BEHAVIOR].device
     amp_dtype = autocast_dtype(config.amp, device)
     weights = {"reconstruction": config.reconstruction_weight, "codebook": config.codebook_weight,
-               "commitment": config.commitment_weight, "alignment": config.alignment_weight, "load_balance": 1.0}
+               "commitment": config.commitment_weight, "alignment": config.alignment_weight,
+               "usage_entropy": config.usage_entropy_weight, "load_balance": 1.0}
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     generator = torch.Generator().manual_seed(config.seed)
@@ -219,10 +223,13 @@ class ADCSIDTokenizer(Tokenizer):
             if config.kmeans_init:
                 kmeans_initialise(model, data, config)
             history, moved, self.lb_lambda = train_adc_sid(model, data, config, progress)
-        self.model = model
+        # Like the baselines, the fitted tokenizer encodes on the CPU: SIDs then depend on the checkpoint alone,
+        # never on the device that trained it (`to` moves it for GPU encoding).
+        self.model = model.cpu()
         anti_collapse = {"kmeans_init": config.kmeans_init, "standardised_inputs": config.standardise,
                          "cosine_codebooks": True, "dead_code_every": config.dead_code_every,
-                         "dead_codes_reinitialised": moved}
+                         "dead_codes_reinitialised": moved,
+                         "usage_entropy_weight": config.usage_entropy_weight if self.config.use_usage_entropy else 0.0}
         return FitReport(seconds=time.perf_counter() - started, device=str(device), history=history,
                          anti_collapse=anti_collapse)
 

@@ -1,13 +1,14 @@
 """ADC-SID: the network's parts (gates, R, straight-through gradients, ablation switches) and the tokenizer
 (planted clusters recovered, high utilisation, seeded, save/load, CPU/GPU agreement)."""
 
+import math
 from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
-from sid_models.adc_sid import ADCSID, ADCSIDConfig, expert_tokens
+from sid_models.adc_sid import ADCSID, ADCSIDConfig, CosineCodebook, expert_tokens, usage_entropy_gap
 from sid_models.alignment import alignment_strength, total_alignment
 from sid_models.tokenizer import BEHAVIOR, read_checkpoint
 from sid_models.train_adc_sid import ADCSIDTokenizer, ADCSIDTrainConfig, set_input_statistics
@@ -108,11 +109,36 @@ def test_gradients_reach_experts_and_projections_through_the_straight_through_es
     assert all(model.codebooks[name].weight.grad.abs().sum() > 0 for name in model.token_names)
 
 
+def test_usage_entropy_gap_is_zero_for_even_usage_and_log_k_for_collapse():
+    k = 8
+    even = torch.eye(k).repeat(4, 1)  # 32 latents, each on its own codeword, every codeword chosen 4 times
+    assert usage_entropy_gap(even, 0.01).item() == pytest.approx(0.0, abs=1e-6)
+    collapsed = torch.zeros(32, k)
+    collapsed[:, 3] = 1.0
+    assert usage_entropy_gap(collapsed, 0.01).item() == pytest.approx(math.log(k), abs=1e-4)
+    similarities = torch.randn(32, k).clamp(-1, 1)
+    usage = torch.softmax(similarities / 0.5, dim=1).mean(dim=0)
+    direct = math.log(k) - float(-(usage * usage.log()).sum())
+    assert usage_entropy_gap(similarities, 0.5).item() == pytest.approx(direct, rel=1e-5)
+
+
+def test_usage_entropy_pulls_an_idle_codeword_toward_the_latents():
+    codebook = CosineCodebook(2, 2)
+    with torch.no_grad():
+        codebook.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
+    latents = torch.nn.functional.normalize(torch.tensor([[1.0, 0.1], [1.0, 0.3], [1.0, 0.5]]), dim=1)
+    codes, _, similarities = codebook(latents)
+    assert codes.tolist() == [0, 0, 0]
+    usage_entropy_gap(similarities, 0.5).backward()
+    idle_step = -codebook.weight.grad[1]  # gradient descent moves codeword 1 along this
+    assert float(idle_step @ latents.mean(dim=0)) > 0
+
+
 def test_full_model_has_every_loss_term(catalogue):
     model, batch = built_model(small_config(), catalogue[0])
     out = model(batch)
     terms = model.loss_terms(out, 1e-2)
-    assert set(terms) == {"reconstruction", "codebook", "commitment", "alignment", "load_balance"}
+    assert set(terms) == {"reconstruction", "codebook", "commitment", "alignment", "usage_entropy", "load_balance"}
     w = alignment_strength(out.n_norm)
     expected = total_alignment({m: out.hidden[m] for m in ("text", "visual")}, out.hidden[BEHAVIOR], w)
     assert terms["alignment"].item() == pytest.approx(expected.item(), rel=1e-5)
@@ -133,6 +159,9 @@ def test_ablation_switches_remove_their_terms(catalogue):
 
     model, batch = built_model(small_config(use_load_balancing=False), features)
     assert "load_balance" not in model.loss_terms(model(batch), 1e-2)
+
+    model, batch = built_model(small_config(use_usage_entropy=False), features)
+    assert "usage_entropy" not in model.loss_terms(model(batch), 1e-2)
 
     model, batch = built_model(small_config(use_behavior_gate=False, use_content_gates=False,
                                             content_experts=2), features)
@@ -158,7 +187,8 @@ def test_recovers_planted_clusters_with_high_utilisation(fitted, catalogue):
     assert tokenizer.reconstruction_loss(features) < 0.5  # predicting the mean of standardised inputs gives 1
     assert records == report.history and len(records) == 30 and report.device == "cpu"
     assert records[-1]["loss"] < records[0]["loss"]
-    assert {"reconstruction", "codebook", "commitment", "alignment", "load_balance", "lb_lambda", "sparsity",
+    assert {"reconstruction", "codebook", "commitment", "alignment", "usage_entropy", "load_balance", "lb_lambda",
+            "sparsity",
             "utilisation_s0", "utilisation_b2", "dead_codes_reseeded"} <= set(records[-1])
     assert report.anti_collapse["kmeans_init"] and report.anti_collapse["standardised_inputs"]
     assert report.anti_collapse["dead_codes_reinitialised"] == sum(r["dead_codes_reseeded"] for r in records)
@@ -221,9 +251,10 @@ def test_cuda_training_encodes_like_the_cpu(catalogue, tmp_path):
     features, labels = catalogue
     tokenizer = ADCSIDTokenizer(small_config(), quick_training(device="auto"))
     report = tokenizer.fit(features)
-    assert report.device.startswith("cuda")
-    on_gpu = tokenizer.encode(features)
+    assert report.device.startswith("cuda") and tokenizer.model.norm_range.device.type == "cpu"
     tokenizer.save(tmp_path / "adc.pt")
     on_cpu = ADCSIDTokenizer.from_state(read_checkpoint(tmp_path / "adc.pt")[1]).encode(features)
+    assert np.array_equal(tokenizer.encode(features), on_cpu)  # the fitted tokenizer encodes on the CPU
+    on_gpu = tokenizer.to("cuda").encode(features)
     assert (on_gpu == on_cpu).mean() >= 0.999  # identical up to argmax ties
     assert purity(on_cpu[:, 0], labels) >= 0.9
