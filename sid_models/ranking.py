@@ -1,0 +1,109 @@
+"""A PPNet-style ranker (Kuaishou's Parameter Personalized Network, the backbone of ADC-SID's ranking experiments):
+an MLP over user and item features whose hidden layers are each scaled by a personalised gate.
+
+Item features are the SID tokens (one embedding table per SID position) scaled by a per-position weight (ADC-SID's
+importance R(e_b) on the behavioral positions, 1 elsewhere; 0 masks a position, e.g. an unknown code -1), and
+optionally an item-id embedding, so item-ID only, SID only and hybrid rankers share one module. Each gate,
+2 * sigmoid(MLP(user embedding, sg(item features))), lies in (0, 2): it sharpens or mutes hidden units per user
+without letting the gate's gradient disturb the item embeddings (PPNet's stop-gradient on the general features).
+Plain `nn.Embedding` lookups keep the ONNX graph to Gather nodes (no Loop).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+FEATURE_SETS = ("sid", "item_id", "hybrid")  # which item features a ranker reads
+
+
+@dataclass
+class RankerConfig:
+    n_users: int  # user vocabulary, index 0 = a user unseen in training
+    n_items: int  # item vocabulary for the item-id embedding, index 0 = unknown
+    codebook_sizes: list[int] = field(default_factory=list)  # one per SID position; empty: no SID features
+    features: str = "sid"  # sid | item_id | hybrid
+    embedding_dim: int = 16
+    hidden: list[int] = field(default_factory=lambda: [128, 64])
+    gate_hidden: int = 64
+    dropout: float = 0.1
+
+    def __post_init__(self):
+        if self.features not in FEATURE_SETS:
+            raise ValueError(f"features must be one of {FEATURE_SETS}, got {self.features!r}")
+        if self.features != "item_id" and not self.codebook_sizes:
+            raise ValueError(f"features={self.features!r} needs SID positions (codebook_sizes)")
+        if self.n_users < 1 or self.n_items < 1 or not self.hidden:
+            raise ValueError("n_users and n_items must be >= 1 and hidden must name at least one layer")
+
+    @property
+    def uses_sids(self) -> bool:
+        return self.features in ("sid", "hybrid")
+
+    @property
+    def uses_item_id(self) -> bool:
+        return self.features in ("item_id", "hybrid")
+
+
+def mlp(d_in: int, d_hidden: int, d_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(d_in, d_hidden), nn.ReLU(), nn.Linear(d_hidden, d_out))
+
+
+class PPNetRanker(nn.Module):
+    def __init__(self, config: RankerConfig):
+        super().__init__()
+        self.config = config
+        d = config.embedding_dim
+        self.user_embedding = nn.Embedding(config.n_users, d)
+        self.item_embedding = nn.Embedding(config.n_items, d) if config.uses_item_id else None
+        sizes = config.codebook_sizes if config.uses_sids else []
+        self.sid_embeddings = nn.ModuleList(nn.Embedding(size, d) for size in sizes)
+        item_dim = d * (len(sizes) + (1 if config.uses_item_id else 0))
+        widths = [d + item_dim, *config.hidden]
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
+        self.gates = nn.ModuleList(mlp(d + item_dim, config.gate_hidden, width) for width in config.hidden)
+        self.dropout = nn.Dropout(config.dropout)
+        self.output = nn.Linear(config.hidden[-1], 1)
+        for table in [self.user_embedding, self.item_embedding, *self.sid_embeddings]:
+            if table is not None:
+                nn.init.normal_(table.weight, std=0.05)
+
+    def item_features(self, item_index: torch.Tensor, sid_codes: torch.Tensor, sid_weights: torch.Tensor
+                      ) -> torch.Tensor:
+        """[B, item_dim]: each SID position's embedding times its weight (0 where the code is < 0), then the
+        item-id embedding when the feature set has it."""
+        parts = []
+        for position, table in enumerate(self.sid_embeddings):
+            codes = sid_codes[:, position]
+            weight = torch.where(codes >= 0, sid_weights[:, position], torch.zeros_like(sid_weights[:, position]))
+            parts.append(table(codes.clamp(min=0)) * weight[:, None])
+        if self.item_embedding is not None:
+            parts.append(self.item_embedding(item_index))
+        return torch.cat(parts, dim=1)
+
+    def forward(self, user_index: torch.Tensor, item_index: torch.Tensor, sid_codes: torch.Tensor,
+                sid_weights: torch.Tensor) -> torch.Tensor:
+        """Logits [B] for (user, item) rows: user_index and item_index int64 [B], sid_codes int64 [B, L] and
+        sid_weights float [B, L] (L = 0 columns are ignored by an item-id ranker, which still takes them so
+        every ranker has one signature)."""
+        user = self.user_embedding(user_index)
+        item = self.item_features(item_index, sid_codes, sid_weights.float())
+        hidden = torch.cat([user, item], dim=1)
+        for layer, gate in zip(self.layers, self.personal_gates(user, item)):
+            hidden = self.dropout(F.relu(layer(hidden)) * gate)
+        return self.output(hidden).squeeze(1)
+
+    def personal_gates(self, user: torch.Tensor, item: torch.Tensor) -> list[torch.Tensor]:
+        """One gate [B, width] in (0, 2) per hidden layer, from the user embedding and the item features with
+        their gradient stopped."""
+        gate_input = torch.cat([user, item.detach()], dim=1)
+        return [2.0 * torch.sigmoid(gate(gate_input)) for gate in self.gates]
+
+    def gate_values(self, user_index: torch.Tensor, item_index: torch.Tensor, sid_codes: torch.Tensor,
+                    sid_weights: torch.Tensor) -> list[torch.Tensor]:
+        """The personalised gates of a batch, for inspection and tests."""
+        return self.personal_gates(self.user_embedding(user_index),
+                                   self.item_features(item_index, sid_codes, sid_weights.float()))

@@ -1,0 +1,103 @@
+"""Labelled (user, item) rows for the ranker when the log has no ratings: observed interactions are positives and
+sampled items the user never interacted with (in any split) are negatives.
+
+Two samplers, both seeded: `uniform` draws catalogue items with equal probability (easy negatives: most are
+unpopular, so popularity alone already ranks well), `popularity` draws items in proportion to their train-split
+interaction count (hard negatives: a popularity ranker sits near chance, and items never seen in training are
+never drawn). Indices: users 1..n_users and items 1..n_items, 0 reserved for "unknown".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+SAMPLERS = ("uniform", "popularity")
+
+
+@dataclass
+class RankingRows:
+    user: np.ndarray  # int64 [N]
+    item: np.ndarray  # int64 [N], 1..n_items
+    label: np.ndarray  # float32 [N], 1 positive, 0 negative
+
+    def __len__(self) -> int:
+        return len(self.label)
+
+    def take(self, rows: np.ndarray) -> RankingRows:
+        return RankingRows(self.user[rows], self.item[rows], self.label[rows])
+
+
+@dataclass
+class ItemFeatures:
+    """Per item index (row 0: unknown item, every code -1): SID codes and per-position weights."""
+
+    codes: np.ndarray  # int64 [n_items + 1, L], -1 where a code is unknown
+    weights: np.ndarray  # float32 [n_items + 1, L]
+
+    @classmethod
+    def build(cls, codes: np.ndarray, weights: np.ndarray | None = None) -> ItemFeatures:
+        """From the catalogue's codes [n_items, L] (item index i + 1 is row i) and optional weights (1 if None)."""
+        codes = np.asarray(codes, dtype=np.int64)
+        weights = np.ones(codes.shape, dtype=np.float32) if weights is None else np.asarray(weights, np.float32)
+        if weights.shape != codes.shape:
+            raise ValueError(f"weights {weights.shape} and codes {codes.shape} differ in shape")
+        if not np.isfinite(weights).all() or (weights < 0).any():
+            raise ValueError("SID weights must be finite and >= 0")
+        unknown = np.full((1, codes.shape[1]), -1, dtype=np.int64)
+        return cls(np.vstack([unknown, codes]), np.vstack([np.zeros((1, codes.shape[1]), np.float32), weights]))
+
+
+def interaction_keys(user: np.ndarray, item: np.ndarray, n_items: int) -> np.ndarray:
+    """Sorted unique int64 keys user * (n_items + 1) + item: the pairs a negative must avoid."""
+    return np.unique(np.asarray(user, np.int64) * (n_items + 1) + np.asarray(item, np.int64))
+
+
+def sample_negatives(user: np.ndarray, n_items: int, sampler: str, popularity: np.ndarray | None,
+                     avoid: np.ndarray, rng: np.random.Generator, max_rounds: int = 50) -> np.ndarray:
+    """One negative item per entry of `user` (0 where none was found in `max_rounds` redraws, e.g. a user who
+    interacted with every drawable item). `popularity` [n_items + 1] weights the `popularity` sampler."""
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+    user = np.asarray(user, np.int64)
+    if sampler == "popularity":
+        weights = np.asarray(popularity, np.float64)
+        if weights.shape != (n_items + 1,) or weights[1:].sum() <= 0:
+            raise ValueError(f"popularity must have n_items + 1 = {n_items + 1} entries with a positive sum")
+        cumulative = np.cumsum(weights[1:] / weights[1:].sum())
+
+    def draw(count: int) -> np.ndarray:
+        if sampler == "uniform":
+            return rng.integers(1, n_items + 1, count)
+        return np.minimum(np.searchsorted(cumulative, rng.random(count), side="right"), n_items - 1) + 1
+
+    items = np.zeros(len(user), dtype=np.int64)
+    pending = np.arange(len(user))
+    for _ in range(max_rounds):
+        if len(pending) == 0:
+            break
+        candidates = draw(len(pending))
+        keys = user[pending] * (n_items + 1) + candidates
+        hit = np.searchsorted(avoid, keys)
+        seen = (hit < len(avoid)) & (avoid[np.minimum(hit, len(avoid) - 1)] == keys)
+        items[pending[~seen]] = candidates[~seen]
+        pending = pending[seen]
+    return items
+
+
+def labelled_rows(user: np.ndarray, item: np.ndarray, n_items: int, per_positive: int, sampler: str,
+                  popularity: np.ndarray | None, avoid: np.ndarray, seed: int) -> tuple[RankingRows, int]:
+    """Positives (user, item) plus `per_positive` sampled negatives each; returns (rows, negatives not found).
+    Rows are positives first, then negatives in draw order."""
+    if per_positive < 1:
+        raise ValueError(f"per_positive must be >= 1, got {per_positive}")
+    rng = np.random.default_rng(seed)
+    negative_users = np.repeat(np.asarray(user, np.int64), per_positive)
+    negatives = sample_negatives(negative_users, n_items, sampler, popularity, avoid, rng)
+    found = negatives > 0
+    rows = RankingRows(
+        user=np.concatenate([np.asarray(user, np.int64), negative_users[found]]),
+        item=np.concatenate([np.asarray(item, np.int64), negatives[found]]),
+        label=np.concatenate([np.ones(len(user), np.float32), np.zeros(int(found.sum()), np.float32)]))
+    return rows, int((~found).sum())
