@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 SAMPLERS = ("uniform", "popularity")
+RANKER_INPUTS = ("user_index", "item_index", "sid_codes", "sid_weights")  # the ranker's (and its ONNX graph's) inputs
 
 
 @dataclass
@@ -101,3 +102,52 @@ def labelled_rows(user: np.ndarray, item: np.ndarray, n_items: int, per_positive
         item=np.concatenate([np.asarray(item, np.int64), negatives[found]]),
         label=np.concatenate([np.ones(len(user), np.float32), np.zeros(int(found.sum()), np.float32)]))
     return rows, int((~found).sum())
+
+
+def table_column(table, name: str) -> np.ndarray:
+    """A column of a pandas DataFrame, a pyarrow Table or a dict of sequences, as a NumPy array."""
+    try:
+        values = table[name]
+    except (KeyError, TypeError) as error:
+        raise ValueError(f"the table has no column {name!r}") from error
+    return np.asarray(values.to_numpy(zero_copy_only=False) if hasattr(values, "combine_chunks") else values)
+
+
+def sid_item_features(item_ids, sid_lookup, sid_importance=None, tokenizer_version: str | None = None
+                      ) -> ItemFeatures:
+    """ItemFeatures for `item_ids` (item index i + 1 is item_ids[i]) from rows of a `sid_lookup` table
+    (item_id, sid, optionally tokenizer_version) and optionally of `sid_importance` (item_id, position, weight):
+    codes from the lookup, weight R(e_b) at each behavioral position, 1 at the others. Items without a SID get
+    code -1 (masked); only rows of `tokenizer_version` count when it is given."""
+    index = {item: row for row, item in enumerate(np.asarray(item_ids).tolist())}
+
+    def rows_of(table) -> np.ndarray:
+        if tokenizer_version is None or not _has_column(table, "tokenizer_version"):
+            return np.ones(len(table_column(table, "item_id")), dtype=bool)
+        return table_column(table, "tokenizer_version") == tokenizer_version
+
+    keep = rows_of(sid_lookup)
+    lookup_items = table_column(sid_lookup, "item_id")[keep]
+    sids = table_column(sid_lookup, "sid")[keep]
+    width = len(sids[0]) if len(sids) else 0
+    codes = np.full((len(index), width), -1, dtype=np.int64)
+    at = np.array([index.get(item, -1) for item in lookup_items.tolist()], dtype=np.int64)
+    if len(sids):
+        codes[at[at >= 0]] = np.stack([np.asarray(s, dtype=np.int64) for s in sids])[at >= 0]
+    weights = np.ones(codes.shape, dtype=np.float32)
+    if sid_importance is not None:
+        keep = rows_of(sid_importance)
+        rows = np.array([index.get(item, -1) for item in table_column(sid_importance, "item_id")[keep].tolist()],
+                        dtype=np.int64)
+        positions = table_column(sid_importance, "position")[keep].astype(np.int64)
+        known = rows >= 0
+        weights[rows[known], positions[known]] = table_column(sid_importance, "weight")[keep][known]
+    return ItemFeatures.build(codes, weights)
+
+
+def _has_column(table, name: str) -> bool:
+    try:
+        table_column(table, name)
+    except ValueError:
+        return False
+    return True

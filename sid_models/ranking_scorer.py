@@ -1,0 +1,71 @@
+"""Score (user, item) pairs with the exported ONNX ranker and the SID tables, using NumPy and onnxruntime only
+(no torch), as a serving process would.
+
+    scorer = RankingScorer("ranking_model.onnx", "vocabulary.npz", sid_lookup, sid_importance)
+    scorer.score(["u1", "u1"], ["i7", "i9"])  # -> click probabilities
+
+`sid_lookup` and `sid_importance` are rows of the warehouse tables of those names, as a pandas DataFrame, a
+pyarrow Table or a dict of columns; only rows of the model's tokenizer version are used. Users and items the model
+never saw score through index 0 ("unknown"); an item with a SID still gets its SID features, so items given SIDs
+after training are ranked on their tokens.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from sid_models.ranking_data import sid_item_features, table_column
+
+
+class RankingScorer:
+    def __init__(self, model_path: Path, vocabulary_path: Path, sid_lookup=None, sid_importance=None,
+                 threads: int | None = None):
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        self.metadata = {key: _decode(value)
+                         for key, value in self.session.get_modelmeta().custom_metadata_map.items()}
+        with np.load(vocabulary_path, allow_pickle=False) as vocabulary:
+            users, items = vocabulary["users"].tolist(), vocabulary["items"].tolist()
+        self.user_index = {user: index + 1 for index, user in enumerate(users)}
+        self.item_index = {item: index + 1 for index, item in enumerate(items)}
+        width = len(self.metadata.get("codebook_sizes", []))
+        if self.metadata.get("features") == "item_id" or width == 0:
+            self.feature_row = {}
+            self.codes, self.weights = np.zeros((1, 0), np.int64), np.zeros((1, 0), np.float32)
+            return
+        if sid_lookup is None:
+            raise ValueError(f"the model reads SID features ({self.metadata.get('features')}): pass sid_lookup")
+        # Every item the model knows plus every item the SID tables have, in one feature table.
+        catalogue = list(items) + [item for item in table_column(sid_lookup, "item_id").tolist()
+                                   if item not in self.item_index]
+        features = sid_item_features(catalogue, sid_lookup, sid_importance, self.metadata.get("tokenizer_version"))
+        if features.codes.shape[1] != width:
+            raise ValueError(f"sid_lookup has {features.codes.shape[1]} positions, the model {width}")
+        self.feature_row = {item: row + 1 for row, item in enumerate(catalogue)}
+        self.codes, self.weights = features.codes, features.weights
+
+    def score(self, user_ids, item_ids) -> np.ndarray:
+        """Click probabilities [N] for the pairs (user_ids[n], item_ids[n])."""
+        user_ids, item_ids = list(user_ids), list(item_ids)
+        if len(user_ids) != len(item_ids):
+            raise ValueError(f"{len(user_ids)} users but {len(item_ids)} items")
+        if not user_ids:
+            return np.zeros(0, dtype=np.float32)
+        rows = np.array([self.feature_row.get(item, 0) for item in item_ids], dtype=np.int64)
+        feed = {"user_index": np.array([self.user_index.get(u, 0) for u in user_ids], dtype=np.int64),
+                "item_index": np.array([self.item_index.get(i, 0) for i in item_ids], dtype=np.int64),
+                "sid_codes": self.codes[rows], "sid_weights": self.weights[rows]}
+        return self.session.run(None, feed)[0]
+
+
+def _decode(value: str):
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
