@@ -2,8 +2,10 @@
 
 from assets.behavior import behavior_embeddings, sasrec_model
 from assets.content import content_embeddings
+from assets.export import ranking_model_onnx
 from assets.feature_checks import FEATURE_CHECKS
 from assets.ingest import raw_interactions, raw_items
+from assets.ranking import ranking_model
 from assets.sid_checks import SID_CHECKS
 from assets.sid_tables import SID_TABLE_ASSETS
 from assets.tokenizers import BASELINE_TOKENIZERS, sid_tokenizer
@@ -12,6 +14,6 @@ from data_checks.checks import ASSET_CHECKS as VALIDATED_CHECKS
 
 ALL_ASSETS = [raw_items, raw_interactions, validated_items, validated_interactions, item_stats, splits,
               content_embeddings, sasrec_model, behavior_embeddings, sid_tokenizer, *BASELINE_TOKENIZERS,
-              *SID_TABLE_ASSETS]
+              *SID_TABLE_ASSETS, ranking_model, ranking_model_onnx]
 ALL_CHECKS = [*VALIDATED_CHECKS, *FEATURE_CHECKS, *SID_CHECKS]
-GROUPS = ("ingest", "validated", "features", "tokenizer", "sid_tables")
+GROUPS = ("ingest", "validated", "features", "tokenizer", "sid_tables", "downstream", "export")

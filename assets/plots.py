@@ -64,3 +64,18 @@ def loss_curves(history: list[dict], path: Path) -> str:
     axis.set(xlabel=step_key, ylabel="loss", title="training")
     axis.legend(fontsize=7)
     return save_figure(figure, path)
+
+
+def auc_by_bucket(series: dict[str, dict[str, float]], path: Path, buckets=("head", "mid", "tail")) -> str:
+    """Grouped bars: AUC overall and per item popularity bucket, one bar per scorer (e.g. ranker, popularity)."""
+    groups = ["all", *buckets]
+    figure, axis = plt.subplots(figsize=(6, 3.2))
+    width = 0.8 / max(len(series), 1)
+    for offset, (name, metrics) in enumerate(series.items()):
+        values = [metrics.get("auc" if group == "all" else f"auc_{group}", np.nan) for group in groups]
+        axis.bar(np.arange(len(groups)) + offset * width, values, width=width, label=name)
+    axis.axhline(0.5, color="grey", linewidth=0.8, linestyle="--")
+    axis.set(xticks=np.arange(len(groups)) + width * (len(series) - 1) / 2, xticklabels=groups, ylim=(0, 1),
+             ylabel="AUC", title="test AUC by item popularity")
+    axis.legend(fontsize=7)
+    return save_figure(figure, path)

@@ -12,9 +12,11 @@ import pydantic
 
 from assets.feature_files import AttributeFile, VectorFile
 from assets.sources.synthetic import SyntheticParams
+from sid_models.ranking import RankerConfig
 from sid_models.sasrec import SASRecConfig
 from sid_models.text_encoder import DEFAULT_MODEL as DEFAULT_TEXT_MODEL
 from sid_models.text_encoder import DEFAULT_TEMPLATE
+from sid_models.train_ranking import RankerTrainConfig
 from sid_models.train_sasrec import TrainConfig
 
 #: Canonical fields of the two landed tables. Raw tables keep every field as text, as it arrived.
@@ -44,8 +46,11 @@ class SidflowHome(dg.ConfigurableResource):
 def config_from_dataclass(cls: type, name: str, doc: str, exclude: tuple[str, ...] = ()) -> type[dg.Config]:
     """Dagster config built from a dataclass's own fields and defaults, so the two can never drift apart."""
     hints = get_type_hints(cls)
+    def default(f: dataclasses.Field):
+        return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
     return pydantic.create_model(name, __base__=dg.Config, __doc__=doc, **{
-        f.name: (hints[f.name], f.default) for f in dataclasses.fields(cls) if f.name not in exclude})
+        f.name: (hints[f.name], default(f)) for f in dataclasses.fields(cls) if f.name not in exclude})
 
 
 SyntheticConfig = config_from_dataclass(SyntheticParams, "SyntheticConfig",
@@ -149,3 +154,44 @@ class TokenizerSettings(dg.ConfigurableResource):
 
     def for_kind(self, kind: str) -> dict:
         return dict(getattr(self, kind))
+
+
+RankerModelConfig = config_from_dataclass(RankerConfig, "RankerModelConfig", "PPNet ranker architecture.",
+                                          exclude=("n_users", "n_items", "codebook_sizes", "features"))
+RankerTrainSettings = config_from_dataclass(RankerTrainConfig, "RankerTrainSettings", "Ranker training loop.",
+                                            exclude=("device",))
+RANKING_FEATURE_SETS = ("adc_sid", "rqvae", "rqkmeans", "opq", "item_id")
+
+
+class RankingSettings(dg.ConfigurableResource):
+    """The ranking model (`ranking` in params.yaml). `feature_set`: whose SID tokens the ranker reads (adc_sid,
+    rqvae, rqkmeans, opq) or `item_id` for an item-ID ranker; `hybrid` adds the item-id embedding to SID
+    tokens. Labels: observed interactions of the chronological split are positives, `negatives_per_positive`
+    sampled items (`negatives`: uniform | popularity) are negatives; the last `valid_fraction` of the train
+    positives by time (with their negatives) select the epoch."""
+
+    feature_set: str = "adc_sid"
+    hybrid: bool = False
+    negatives: str = "uniform"
+    negatives_per_positive: int = 4
+    valid_fraction: float = 0.1
+    seed: int = 0
+    model: RankerModelConfig = RankerModelConfig()
+    train: RankerTrainSettings = RankerTrainSettings()
+
+    def problems(self) -> list[str]:
+        found = []
+        if self.feature_set not in RANKING_FEATURE_SETS:
+            found.append(f"feature_set must be one of {RANKING_FEATURE_SETS}, got {self.feature_set!r}")
+        if self.negatives not in ("uniform", "popularity"):
+            found.append(f"negatives must be uniform or popularity, got {self.negatives!r}")
+        if self.negatives_per_positive < 1:
+            found.append(f"negatives_per_positive must be >= 1, got {self.negatives_per_positive}")
+        if not 0.0 < self.valid_fraction < 1.0:
+            found.append(f"valid_fraction must be in (0, 1), got {self.valid_fraction}")
+        return found
+
+    @property
+    def ranker_features(self) -> str:
+        """RankerConfig.features: sid, item_id or hybrid."""
+        return "item_id" if self.feature_set == "item_id" else "hybrid" if self.hybrid else "sid"

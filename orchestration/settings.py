@@ -17,12 +17,12 @@ import yaml
 from dagster_duckdb import DuckDBResource
 
 from assets.resources import (CatalogueSource, FeatureSettings, FileSource, SASRecSettings, SidflowHome, SplitRules,
-                              SyntheticConfig, TokenizerSettings)
+                              RankingSettings, SyntheticConfig, TokenizerSettings)
 from assets.tokenizers import BASELINE_KINDS, build_tokenizer
 from data_checks.rules import QualityRules
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ("home", "source", "synthetic", "quality", "splits", "warehouse", "features", "sasrec", "tokenizers")
+SECTIONS = ("home", "source", "synthetic", "quality", "splits", "warehouse", "features", "sasrec", "tokenizers", "ranking")
 
 
 class ConfigError(ValueError):
@@ -38,12 +38,14 @@ class RunSettings:
     features: FeatureSettings
     sasrec: SASRecSettings
     tokenizers: TokenizerSettings
+    ranking: RankingSettings
     duckdb_settings: dict
 
     def resources(self) -> dict:
         self.home.home_path.mkdir(parents=True, exist_ok=True)
         return {"home": self.home, "source": self.source, "quality": self.quality, "split_rules": self.split_rules,
                 "features": self.features, "sasrec": self.sasrec, "tokenizers": self.tokenizers,
+                "ranking": self.ranking,
                 "warehouse": DuckDBResource(database=str(self.home.warehouse_path),
                                             connection_config=self.duckdb_settings)}
 
@@ -105,6 +107,7 @@ def load_settings(config: str | Path | None = None, home: str | Path | None = No
         features=_features(section("features"), config_dir, data_root, where),
         sasrec=_build(SASRecSettings, "sasrec", where, **section("sasrec")),
         tokenizers=_tokenizers(section("tokenizers"), where),
+        ranking=_ranking(section("ranking"), where),
         duckdb_settings={k: str(v) for k, v in section("warehouse").items()})
 
 
@@ -116,6 +119,14 @@ def _tokenizers(section: dict, where: str) -> TokenizerSettings:
             build_tokenizer(kind, settings.for_kind(kind))
         except ValueError as err:
             raise ConfigError(f"{where}: {err}") from None
+    return settings
+
+
+def _ranking(section: dict, where: str) -> RankingSettings:
+    settings = _build(RankingSettings, "ranking", where, **section)
+    problems = settings.problems()
+    if problems:
+        raise ConfigError(f"{where}: " + "; ".join(f"ranking.{problem}" for problem in problems))
     return settings
 
 

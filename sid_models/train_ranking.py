@@ -17,7 +17,9 @@ import torch.nn.functional as F
 from sid_models.devices import resolve_device
 from sid_models.ranking import PPNetRanker, RankerConfig
 from sid_models.ranking_data import ItemFeatures, RankingRows
-from sid_models.ranking_metrics import auc
+from sid_models.ranking_metrics import auc, ranking_metrics
+
+BUCKETS = ("head", "mid", "tail")
 
 
 @dataclass
@@ -43,8 +45,10 @@ class RankerInputs:
     sid_weights: torch.Tensor  # float32 [N, L]
 
     @classmethod
-    def gather(cls, rows: RankingRows, items: ItemFeatures) -> RankerInputs:
-        return cls(torch.as_tensor(rows.user), torch.as_tensor(rows.item), torch.as_tensor(items.codes[rows.item]),
+    def gather(cls, rows: RankingRows, items: ItemFeatures, user_index: np.ndarray | None = None) -> RankerInputs:
+        """`user_index` maps rows.user to the model's user index (e.g. 0 for users unseen in training)."""
+        users = rows.user if user_index is None else user_index[rows.user]
+        return cls(torch.as_tensor(users), torch.as_tensor(rows.item), torch.as_tensor(items.codes[rows.item]),
                    torch.as_tensor(items.weights[rows.item]))
 
     def slice(self, start: int, stop: int, device: torch.device | None = None) -> tuple[torch.Tensor, ...]:
@@ -112,3 +116,9 @@ def train_ranker(config: RankerConfig, train: RankerInputs, labels: np.ndarray, 
     model = model.cpu()
     model.load_state_dict(best_state)
     return model.eval(), history
+
+
+def evaluate(scores: np.ndarray, rows: RankingRows, item_buckets: np.ndarray) -> dict[str, float]:
+    """AUC and GAUC of `scores` on `rows`, overall and per popularity bucket of the row's item; rows.user must
+    identify users (GAUC groups by it)."""
+    return ranking_metrics(rows.user, rows.label, scores, item_buckets[rows.item], BUCKETS)
