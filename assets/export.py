@@ -14,6 +14,7 @@ import torch
 from assets.ranking import current_ranker
 from assets.resources import SidflowHome
 from sid_models.ranking import PPNetRanker, RankerConfig
+from sid_models.ranking_data import RANKER_INPUTS
 from sid_models.ranking_export import export_ranker, op_types, parity
 from sid_models.train_ranking import RankerInputs
 
@@ -39,8 +40,7 @@ def ranking_model_onnx(context: dg.AssetExecutionContext, home: SidflowHome) -> 
     version, directory = current_ranker(home)
     model = load_ranker(directory / "ranker.pt")
     with np.load(directory / "holdout.npz", allow_pickle=False) as stored:
-        holdout = RankerInputs(*(torch.as_tensor(stored[name]) for name in
-                                 ("user_index", "item_index", "sid_codes", "sid_weights")))
+        holdout = RankerInputs(*(torch.as_tensor(stored[name]) for name in RANKER_INPUTS))
     summary = json.loads((directory / "metrics.json").read_text())
     metadata = {"ranker_version": version,
                 **{key: summary[key] for key in ("feature_set", "features", "tokenizer_version", "token_names",

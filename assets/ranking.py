@@ -22,6 +22,7 @@ from assets.plots import auc_by_bucket
 from assets.ranking_inputs import fit_ranking, load_feature_set, load_ranking_data
 from assets.resources import RankingSettings, SidflowHome
 from data_checks.checks import WAREHOUSE_POOL
+from sid_models.ranking_data import RANKER_INPUTS
 
 GROUP = "downstream"
 HOLDOUT_ROWS = 20000  # test rows kept for the ONNX parity check
@@ -68,9 +69,8 @@ def ranking_model(context: dg.AssetExecutionContext, warehouse: DuckDBResource, 
     shutil.move(staging, target / "ranker.pt")
     np.savez(target / "vocabulary.npz", users=data.model_user_ids.astype(str), items=np.array(data.item_ids, str))
     holdout = fit.test_inputs
-    np.savez(target / "holdout.npz", **{name: tensor[:HOLDOUT_ROWS].numpy() for name, tensor in
-                                        zip(("user_index", "item_index", "sid_codes", "sid_weights"),
-                                            holdout.slice(0, HOLDOUT_ROWS))})
+    np.savez(target / "holdout.npz", **{name: tensor.numpy() for name, tensor in
+                                        zip(RANKER_INPUTS, holdout.slice(0, HOLDOUT_ROWS))})
     summary = {"ranker_version": version, "feature_set": ranking.feature_set, "features": ranking.ranker_features,
                "tokenizer_version": features.tokenizer_version, "token_names": features.token_names,
                "codebook_sizes": features.codebook_sizes, "negatives": ranking.negatives,

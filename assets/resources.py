@@ -172,7 +172,7 @@ class RankingSettings(dg.ConfigurableResource):
 
     feature_set: str = "adc_sid"
     hybrid: bool = False
-    negatives: str = "uniform"
+    negatives: str = "popularity"
     negatives_per_positive: int = 4
     valid_fraction: float = 0.1
     seed: int = 0

@@ -47,7 +47,8 @@ def ensure_sid_tables(home: Path) -> None:
 def serving_speed(model, inputs, threads: int, repeats: int) -> dict:
     """Rows/s of PyTorch eager and onnxruntime at batch 1024 (median of `repeats`), and single-row latency."""
     from sid_models.ranking_data import RANKER_INPUTS
-    from sid_models.ranking_export import export_ranker, onnx_session
+    from sid_models.ranking_export import export_ranker
+    from sid_models.ranking_scorer import onnx_session
 
     with tempfile.TemporaryDirectory() as tmp:
         path = export_ranker(model, Path(tmp) / "ranker.onnx", inputs, {"benchmark": "ranking"})
@@ -84,6 +85,7 @@ def main() -> None:
                         help="SIDFLOW_HOME holding (or receiving) the Beauty SID tables")
     parser.add_argument("--feature-sets", nargs="+", default=list(FEATURE_SETS), choices=FEATURE_SETS)
     parser.add_argument("--negatives", choices=("uniform", "popularity"), help="override params.yaml")
+    parser.add_argument("--seed", type=int, help="override the sampling and training seeds of params.yaml")
     parser.add_argument("--device", default="cpu", help="training device (default cpu)")
     parser.add_argument("--threads", type=int, default=2, help="torch and onnxruntime CPU threads (default 2)")
     parser.add_argument("--repeats", type=int, default=50, help="timed batches per engine (default 50)")
@@ -98,6 +100,9 @@ def main() -> None:
     ensure_sid_tables(home)
     settings = load_settings(config=ROOT / "configs" / "amazon_beauty.yaml", home=home)
     ranking = settings.ranking.model_copy(update={"negatives": args.negatives} if args.negatives else {})
+    if args.seed is not None:
+        ranking = ranking.model_copy(update={"seed": args.seed,
+                                             "train": ranking.train.model_copy(update={"seed": args.seed})})
     with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
         data = load_ranking_data(con, ranking)
         feature_sets = {name: load_feature_set(con, settings.home, name, data.item_ids) for name in args.feature_sets}

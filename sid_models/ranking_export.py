@@ -19,6 +19,7 @@ from torch import nn
 
 from sid_models.ranking import PPNetRanker
 from sid_models.ranking_data import RANKER_INPUTS as INPUT_NAMES
+from sid_models.ranking_scorer import onnx_session
 from sid_models.train_ranking import RankerInputs, predict
 OUTPUT_NAME = "probability"
 
@@ -67,15 +68,6 @@ def op_types(path: Path) -> set[str]:
 
     visit(onnx.load(str(path)).graph)
     return found
-
-
-def onnx_session(path: Path, threads: int | None = None):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def parity(path: Path, model: PPNetRanker, inputs: RankerInputs, batch_size: int = 4096) -> float:

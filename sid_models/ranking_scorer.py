@@ -21,13 +21,18 @@ import onnxruntime as ort
 from sid_models.ranking_data import sid_item_features, table_column
 
 
+def onnx_session(path: Path, threads: int | None = None) -> ort.InferenceSession:
+    """A CPU onnxruntime session (`threads` intra-op threads when given)."""
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
 class RankingScorer:
     def __init__(self, model_path: Path, vocabulary_path: Path, sid_lookup=None, sid_importance=None,
                  threads: int | None = None):
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        self.session = onnx_session(model_path, threads)
         self.metadata = {key: _decode(value)
                          for key, value in self.session.get_modelmeta().custom_metadata_map.items()}
         with np.load(vocabulary_path, allow_pickle=False) as vocabulary:

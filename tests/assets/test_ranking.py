@@ -23,7 +23,7 @@ from tests.assets.test_sid_tables import FAST_SASREC, FAST_TOKENIZERS, SID_GROUP
 from tests.helpers import SMALL_SYNTHETIC, check_results, materialised, run, write_config
 
 ROOT = Path(__file__).resolve().parents[2]
-FAST_RANKING = {"negatives_per_positive": 2, "model": {"embedding_dim": 8, "hidden": [32, 16], "gate_hidden": 16},
+FAST_RANKING = {"negatives_per_positive": 2, "negatives": "uniform", "model": {"embedding_dim": 8, "hidden": [32, 16], "gate_hidden": 16},
                 "train": {"epochs": 3, "batch_size": 512, "torch_threads": 2}}
 RANKING_GROUPS = "group:downstream or group:export"
 
@@ -49,7 +49,7 @@ def test_ranker_trains_exports_and_serves(ranked):
     assert metrics["feature_set"] == "adc_sid" and metrics["token_names"][-3:] == ["b0", "b1", "b2"]
     for key in ("auc", "gauc", "auc_head", "auc_tail", "gauc_head", "gauc_tail"):
         assert 0.0 <= metrics["test"][key] <= 1.0, key
-    assert metrics["test"]["auc"] > 0.55  # far from chance after 3 epochs
+    assert metrics["test"]["auc"] > 0.6  # far from chance after 3 epochs (uniform negatives: 0.74)
     assert (directory / "auc_by_bucket.png").stat().st_size > 0
 
     # Serving: the scorer reads the SID tables from the warehouse and never imports torch.

@@ -56,6 +56,18 @@ def test_weights_scale_each_position_and_unknown_codes_are_masked():
     assert torch.allclose(model(user, item, codes, zero), model(user, item, other, zero))
 
 
+def test_dot_interaction_adds_a_user_item_term():
+    torch.manual_seed(0)
+    plain = PPNetRanker(RankerConfig(n_users=10, n_items=20, codebook_sizes=SIZES, dot_interaction=False)).eval()
+    assert plain.item_projection is None
+    with_dot = PPNetRanker(RankerConfig(n_users=10, n_items=20, codebook_sizes=SIZES)).eval()
+    with_dot.load_state_dict(plain.state_dict(), strict=False)  # same weights; only the projection is new
+    user, item, codes, weights = inputs()
+    term = (with_dot.user_embedding(user) * with_dot.item_projection(with_dot.item_features(item, codes, weights))
+            ).sum(dim=1)
+    assert torch.allclose(with_dot(user, item, codes, weights), plain(user, item, codes, weights) + term, atol=1e-6)
+
+
 def test_feature_sets():
     sid = PPNetRanker(RankerConfig(n_users=3, n_items=5, codebook_sizes=SIZES))
     assert sid.item_embedding is None and len(sid.sid_embeddings) == 3
