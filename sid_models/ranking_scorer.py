@@ -47,8 +47,7 @@ class RankingScorer:
         if sid_lookup is None:
             raise ValueError(f"the model reads SID features ({self.metadata.get('features')}): pass sid_lookup")
         # Every item the model knows plus every item the SID tables have, in one feature table.
-        catalogue = list(items) + [item for item in table_column(sid_lookup, "item_id").tolist()
-                                   if item not in self.item_index]
+        catalogue = list(dict.fromkeys(items + table_column(sid_lookup, "item_id").tolist()))
         features = sid_item_features(catalogue, sid_lookup, sid_importance, self.metadata.get("tokenizer_version"))
         if features.codes.shape[1] != width:
             raise ValueError(f"sid_lookup has {features.codes.shape[1]} positions, the model {width}")
