@@ -77,6 +77,19 @@ assert "torch" not in sys.modules
     assert np.abs(np.load(directory.parent / "scores.npy") - expected).max() <= 1e-5
 
 
+@pytest.mark.parametrize("choice", [{"feature_set": "item_id"}, {"feature_set": "rqvae", "hybrid": True}])
+def test_other_feature_sets_train_and_export(ranked, tmp_path, choice):
+    settings = load_settings(config=write_config(tmp_path, synthetic=SMALL_SYNTHETIC, sasrec=FAST_SASREC,
+                                                 tokenizers=FAST_TOKENIZERS, ranking={**FAST_RANKING, **choice}),
+                             home=ranked.home.home_path)  # the shared home, whose SID tables exist
+    result = run(settings, RANKING_GROUPS)
+    assert result.success and check_results(result)["ranking_model_onnx.ranking_model_onnx_parity"].passed
+    metrics = json.loads((current_ranker(settings.home)[1] / "metrics.json").read_text())
+    assert metrics["feature_set"] == choice["feature_set"]
+    assert metrics["features"] == ("item_id" if choice["feature_set"] == "item_id" else "hybrid")
+    assert metrics["token_names"] == ([] if choice["feature_set"] == "item_id" else ["c0", "c1", "c2"])
+
+
 def test_parity_check_fails_with_error_beyond_tolerance(ranked, monkeypatch):
     assert run(ranked, "key:ranking_model").success
     monkeypatch.setattr(export_module, "PARITY_TOLERANCE", -1.0)  # no export can be this exact
