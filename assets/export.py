@@ -44,7 +44,7 @@ def ranking_model_onnx(context: dg.AssetExecutionContext, home: SidflowHome) -> 
     summary = json.loads((directory / "metrics.json").read_text())
     metadata = {"ranker_version": version,
                 **{key: summary[key] for key in ("feature_set", "features", "tokenizer_version", "token_names",
-                                                 "codebook_sizes") if summary.get(key) is not None}}
+                                                 "codebook_sizes", "history_length") if summary.get(key) is not None}}
     path = export_ranker(model, directory / "ranking_model.onnx", holdout, metadata)
     worst = parity(path, model, holdout)
     ops = op_types(path)

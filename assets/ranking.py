@@ -74,7 +74,8 @@ def ranking_model(context: dg.AssetExecutionContext, warehouse: DuckDBResource, 
     summary = {"ranker_version": version, "feature_set": ranking.feature_set, "features": ranking.ranker_features,
                "tokenizer_version": features.tokenizer_version, "token_names": features.token_names,
                "codebook_sizes": features.codebook_sizes, "negatives": ranking.negatives,
-               "negatives_per_positive": ranking.negatives_per_positive}
+               "negatives_per_positive": ranking.negatives_per_positive,
+               "history_length": fit.config.history_length}
     (target / "metrics.json").write_text(json.dumps({
         **summary, "test": fit.metrics, "popularity_baseline": fit.popularity_metrics, "history": fit.history,
         "rows": {"train": len(data.train), "valid": len(data.valid), "test": len(data.test)},

@@ -16,7 +16,8 @@ from assets.feature_store import catalogue_item_ids
 from assets.resources import RankingSettings, SidflowHome
 from assets.tokenizers import load_current
 from sid_models.ranking import PPNetRanker, RankerConfig
-from sid_models.ranking_data import ItemFeatures, RankingRows, interaction_keys, labelled_rows, sid_item_features
+from sid_models.ranking_data import (ItemFeatures, RankingRows, interaction_keys, labelled_rows, recent_items,
+                                    sid_item_features)
 from sid_models.train_ranking import RankerInputs, RankerTrainConfig, evaluate, predict, train_ranker
 
 EVENTS_SQL = """
@@ -53,6 +54,8 @@ def load_ranking_data(con: duckdb.DuckDBPyConnection, settings: RankingSettings)
     if not is_train.any() or is_train.all():
         raise ValueError("the chronological split needs both train and test rows")
     avoid = interaction_keys(user_code, item, n_items)
+    # Each event's history: the user's latest items before it (any split: what a server knows at request time).
+    history = recent_items(user_code, item, settings.model.history_length)
     popularity = np.bincount(item[is_train], minlength=n_items + 1).astype(np.float64)
     train_rows = np.flatnonzero(is_train)  # in time order
     n_valid = max(int(round(len(train_rows) * settings.valid_fraction)), 1)
@@ -60,7 +63,8 @@ def load_ranking_data(con: duckdb.DuckDBPyConnection, settings: RankingSettings)
     parts, missing = {}, 0
     for offset, (name, rows) in enumerate((("train", fit_rows), ("valid", valid_rows), ("test", test_rows))):
         parts[name], not_found = labelled_rows(user_code[rows], item[rows], n_items, settings.negatives_per_positive,
-                                               settings.negatives, popularity, avoid, settings.seed * 3 + offset)
+                                               settings.negatives, popularity, avoid, settings.seed * 3 + offset,
+                                               history[rows])
         missing += not_found
     model_user = np.zeros(len(user_ids) + 1, dtype=np.int64)
     seen = np.unique(user_code[fit_rows])
@@ -120,7 +124,7 @@ def fit_ranking(data: RankingData, features: FeatureSet, settings: RankingSettin
                           codebook_sizes=features.codebook_sizes,
                           features=settings.ranker_features,
                           **settings.model.model_dump())
-    train, valid, test = (RankerInputs.gather(rows, features.items, data.model_user)
+    train, valid, test = (RankerInputs.gather(rows, features.items, data.model_user, config.history_length)
                           for rows in (data.train, data.valid, data.test))
     model, history = train_ranker(config, train, data.train.label, valid, data.valid.label,
                                   RankerTrainConfig(device=device, **settings.train.model_dump()), progress)

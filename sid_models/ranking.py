@@ -33,12 +33,18 @@ class RankerConfig:
     # Not part of PPNet: a user-item dot product added to the logit, <user embedding, W item features>; on
     # Amazon Beauty it lifted the ADC-SID ranker's test AUC from 0.526 to 0.537 (uniform negatives).
     dot_interaction: bool = True
+    # Not part of PPNet either: the mean item features of the user's `history_length` latest items (0: off), fed to
+    # the tower, the gates and the dot term. On Amazon Beauty's chronological split it lifted the ADC-SID ranker's
+    # test AUC from 0.572 to 0.805: a fifth of the test users have no train rows, and their id embedding is blank.
+    history_length: int = 20
 
     def __post_init__(self):
         if self.features not in FEATURE_SETS:
             raise ValueError(f"features must be one of {FEATURE_SETS}, got {self.features!r}")
         if self.features != "item_id" and not self.codebook_sizes:
             raise ValueError(f"features={self.features!r} needs SID positions (codebook_sizes)")
+        if self.history_length < 0:
+            raise ValueError(f"history_length must be >= 0, got {self.history_length}")
         if self.n_users < 1 or self.n_items < 1 or not self.hidden:
             raise ValueError("n_users and n_items must be >= 1 and hidden must name at least one layer")
 
@@ -64,13 +70,16 @@ class PPNetRanker(nn.Module):
         self.item_embedding = nn.Embedding(config.n_items, d) if config.uses_item_id else None
         sizes = config.codebook_sizes if config.uses_sids else []
         self.sid_embeddings = nn.ModuleList(nn.Embedding(size, d) for size in sizes)
-        item_dim = d * (len(sizes) + (1 if config.uses_item_id else 0))
-        widths = [d + item_dim, *config.hidden]
+        item_dim = self.item_dim = d * (len(sizes) + (1 if config.uses_item_id else 0))
+        context_dim = d + item_dim * (2 if config.history_length else 1)  # user, item, pooled history
+        widths = [context_dim, *config.hidden]
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
-        self.gates = nn.ModuleList(mlp(d + item_dim, config.gate_hidden, width) for width in config.hidden)
+        self.gates = nn.ModuleList(mlp(context_dim, config.gate_hidden, width) for width in config.hidden)
         self.dropout = nn.Dropout(config.dropout)
         self.output = nn.Linear(config.hidden[-1], 1)
         self.item_projection = nn.Linear(item_dim, d, bias=False) if config.dot_interaction else None
+        self.history_projection = (nn.Linear(item_dim, d, bias=False)
+                                   if config.dot_interaction and config.history_length else None)
         for table in [self.user_embedding, self.item_embedding, *self.sid_embeddings]:
             if table is not None:
                 nn.init.normal_(table.weight, std=0.05)
@@ -88,29 +97,53 @@ class PPNetRanker(nn.Module):
             parts.append(self.item_embedding(item_index))
         return torch.cat(parts, dim=1)
 
+    def pooled_history(self, history_index: torch.Tensor, history_codes: torch.Tensor,
+                       history_weights: torch.Tensor) -> torch.Tensor | None:
+        """[B, item_dim]: the mean item features of each row's history items (an entry counts when it has an item
+        index or a known code); None when the ranker reads no history."""
+        if not self.config.history_length:
+            return None
+        batch, length = history_index.shape
+        if length == 0:
+            return torch.zeros(batch, self.item_dim, device=history_index.device)
+        features = self.item_features(history_index.reshape(-1), history_codes.reshape(batch * length, -1),
+                                      history_weights.reshape(batch * length, -1).float()).reshape(batch, length, -1)
+        present = (history_index > 0) | (history_codes >= 0).any(dim=2) if history_codes.shape[2] else history_index > 0
+        present = present.float()[:, :, None]
+        return (features * present).sum(dim=1) / present.sum(dim=1).clamp(min=1.0)
+
     def forward(self, user_index: torch.Tensor, item_index: torch.Tensor, sid_codes: torch.Tensor,
-                sid_weights: torch.Tensor) -> torch.Tensor:
+                sid_weights: torch.Tensor, history_index: torch.Tensor, history_codes: torch.Tensor,
+                history_weights: torch.Tensor) -> torch.Tensor:
         """Logits [B] for (user, item) rows: user_index and item_index int64 [B], sid_codes int64 [B, L] and
-        sid_weights float [B, L] (L = 0 columns are ignored by an item-id ranker, which still takes them so
-        every ranker has one signature)."""
-        user = self.user_embedding(user_index)
-        item = self.item_features(item_index, sid_codes, sid_weights.float())
-        hidden = torch.cat([user, item], dim=1)
-        for layer, gate in zip(self.layers, self.personal_gates(user, item)):
+        sid_weights float [B, L]; the history the same per row and history item, [B, H] and [B, H, L]. Inputs a
+        ranker does not read (L = 0 or H = 0) are still taken, so every ranker has one signature."""
+        context = self.context(user_index, item_index, sid_codes, sid_weights, history_index, history_codes,
+                               history_weights)
+        user, item, history = context[0], context[1], context[2] if len(context) > 2 else None
+        hidden = torch.cat(context, dim=1)
+        for layer, gate in zip(self.layers, self.personal_gates(context)):
             hidden = self.dropout(F.relu(layer(hidden)) * gate)
         logit = self.output(hidden).squeeze(1)
         if self.item_projection is not None:
-            logit = logit + (user * self.item_projection(item)).sum(dim=1)
+            taste = user if self.history_projection is None else user + self.history_projection(history)
+            logit = logit + (taste * self.item_projection(item)).sum(dim=1)
         return logit
 
-    def personal_gates(self, user: torch.Tensor, item: torch.Tensor) -> list[torch.Tensor]:
-        """One gate [B, width] in (0, 2) per hidden layer, from the user embedding and the item features with
-        their gradient stopped."""
-        gate_input = torch.cat([user, item.detach()], dim=1)
+    def context(self, user_index, item_index, sid_codes, sid_weights, history_index, history_codes,
+                history_weights) -> list[torch.Tensor]:
+        """[user embedding, item features, pooled history (when read)]: the tower's input, in parts."""
+        user = self.user_embedding(user_index)
+        item = self.item_features(item_index, sid_codes, sid_weights.float())
+        history = self.pooled_history(history_index, history_codes, history_weights)
+        return [user, item] if history is None else [user, item, history]
+
+    def personal_gates(self, context: list[torch.Tensor]) -> list[torch.Tensor]:
+        """One gate [B, width] in (0, 2) per hidden layer, from the user embedding and, gradient stopped, the
+        item (and history) features: the gates personalise the tower without reshaping the item embeddings."""
+        gate_input = torch.cat([context[0], *(part.detach() for part in context[1:])], dim=1)
         return [2.0 * torch.sigmoid(gate(gate_input)) for gate in self.gates]
 
-    def gate_values(self, user_index: torch.Tensor, item_index: torch.Tensor, sid_codes: torch.Tensor,
-                    sid_weights: torch.Tensor) -> list[torch.Tensor]:
-        """The personalised gates of a batch, for inspection and tests."""
-        return self.personal_gates(self.user_embedding(user_index),
-                                   self.item_features(item_index, sid_codes, sid_weights.float()))
+    def gate_values(self, *inputs: torch.Tensor) -> list[torch.Tensor]:
+        """The personalised gates of a batch (the forward's inputs), for inspection and tests."""
+        return self.personal_gates(self.context(*inputs))

@@ -14,7 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 
 SAMPLERS = ("uniform", "popularity")
-RANKER_INPUTS = ("user_index", "item_index", "sid_codes", "sid_weights")  # the ranker's (and its ONNX graph's) inputs
+# The ranker's (and its ONNX graph's) inputs: the row's user and item, the item's SID codes and weights, and the
+# same for the user's recent items (history_index 0 = no item).
+RANKER_INPUTS = ("user_index", "item_index", "sid_codes", "sid_weights", "history_index", "history_codes",
+                 "history_weights")
 
 
 @dataclass
@@ -22,12 +25,28 @@ class RankingRows:
     user: np.ndarray  # int64 [N]
     item: np.ndarray  # int64 [N], 1..n_items
     label: np.ndarray  # float32 [N], 1 positive, 0 negative
+    history: np.ndarray | None = None  # int64 [N, H]: the user's items before the row, latest first, 0 = none
+
+    def __post_init__(self):
+        if self.history is None:
+            self.history = np.zeros((len(self.label), 0), dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.label)
 
-    def take(self, rows: np.ndarray) -> RankingRows:
-        return RankingRows(self.user[rows], self.item[rows], self.label[rows])
+
+def recent_items(user: np.ndarray, item: np.ndarray, length: int) -> np.ndarray:
+    """[N, length]: for each event (rows in time order), the same user's previous `length` items, latest first,
+    0 where the user has fewer earlier events."""
+    user, item = np.asarray(user), np.asarray(item, np.int64)
+    order = np.lexsort((np.arange(len(user)), user))  # by user, then time
+    sorted_user, sorted_item = user[order], item[order]
+    history = np.zeros((len(user), length), dtype=np.int64)
+    for back in range(1, length + 1):
+        previous = np.arange(len(user)) - back
+        same_user = (previous >= 0) & (sorted_user[np.maximum(previous, 0)] == sorted_user)
+        history[order, back - 1] = np.where(same_user, sorted_item[np.maximum(previous, 0)], 0)
+    return history
 
 
 @dataclass
@@ -88,19 +107,22 @@ def sample_negatives(user: np.ndarray, n_items: int, sampler: str, popularity: n
 
 
 def labelled_rows(user: np.ndarray, item: np.ndarray, n_items: int, per_positive: int, sampler: str,
-                  popularity: np.ndarray | None, avoid: np.ndarray, seed: int) -> tuple[RankingRows, int]:
+                  popularity: np.ndarray | None, avoid: np.ndarray, seed: int,
+                  history: np.ndarray | None = None) -> tuple[RankingRows, int]:
     """Positives (user, item) plus `per_positive` sampled negatives each; returns (rows, negatives not found).
-    Rows are positives first, then negatives in draw order."""
+    Rows are positives first, then negatives in draw order; a negative shares its positive's `history`."""
     if per_positive < 1:
         raise ValueError(f"per_positive must be >= 1, got {per_positive}")
     rng = np.random.default_rng(seed)
     negative_users = np.repeat(np.asarray(user, np.int64), per_positive)
     negatives = sample_negatives(negative_users, n_items, sampler, popularity, avoid, rng)
     found = negatives > 0
+    history = np.zeros((len(user), 0), np.int64) if history is None else np.asarray(history, np.int64)
     rows = RankingRows(
         user=np.concatenate([np.asarray(user, np.int64), negative_users[found]]),
         item=np.concatenate([np.asarray(item, np.int64), negatives[found]]),
-        label=np.concatenate([np.ones(len(user), np.float32), np.zeros(int(found.sum()), np.float32)]))
+        label=np.concatenate([np.ones(len(user), np.float32), np.zeros(int(found.sum()), np.float32)]),
+        history=np.concatenate([history, np.repeat(history, per_positive, axis=0)[found]]))
     return rows, int((~found).sum())
 
 

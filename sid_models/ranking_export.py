@@ -1,8 +1,8 @@
 """ONNX export of the ranker: one self-contained file (weights inside) with a dynamic batch axis, scoring click
 probabilities, checked by `onnx.checker` and against PyTorch on held-out rows.
 
-The graph's inputs are those of `PPNetRanker.forward` (user_index, item_index, sid_codes, sid_weights) and its
-output is `probability`; `metadata` (feature set, tokenizer version, token names, ...) goes into the model's
+The graph's inputs are those of `PPNetRanker.forward` (`ranking_data.RANKER_INPUTS`) and its output is
+`probability`; `metadata` (feature set, tokenizer version, token names, ...) goes into the model's
 metadata_props, where `ranking_scorer` reads it back.
 """
 
@@ -29,8 +29,10 @@ class ProbabilityHead(nn.Module):
         super().__init__()
         self.ranker = ranker
 
-    def forward(self, user_index, item_index, sid_codes, sid_weights):
-        return torch.sigmoid(self.ranker(user_index, item_index, sid_codes, sid_weights))
+    # Named arguments, not *inputs: torch.export matches dynamic_shapes to the signature one input at a time.
+    def forward(self, user_index, item_index, sid_codes, sid_weights, history_index, history_codes, history_weights):
+        return torch.sigmoid(self.ranker(user_index, item_index, sid_codes, sid_weights, history_index, history_codes,
+                                         history_weights))
 
 
 def export_ranker(model: PPNetRanker, path: Path, example: RankerInputs, metadata: dict[str, object]) -> Path:

@@ -2,7 +2,10 @@
 (no torch), as a serving process would.
 
     scorer = RankingScorer("ranking_model.onnx", "vocabulary.npz", sid_lookup, sid_importance)
-    scorer.score(["u1", "u1"], ["i7", "i9"])  # -> click probabilities
+    scorer.score(["u1", "u1"], ["i7", "i9"], recent_items=[["i3", "i1"], ["i3", "i1"]])  # click probabilities
+
+`recent_items` holds, per pair, the user's latest items before the request (latest first; the model reads the
+first `history_length` of its metadata).
 
 `sid_lookup` and `sid_importance` are rows of the warehouse tables of those names, as a pandas DataFrame, a
 pyarrow Table or a dict of columns; only rows of the model's tokenizer version are used. Users and items the model
@@ -54,17 +57,26 @@ class RankingScorer:
         self.feature_row = {item: row + 1 for row, item in enumerate(catalogue)}
         self.codes, self.weights = features.codes, features.weights
 
-    def score(self, user_ids, item_ids) -> np.ndarray:
-        """Click probabilities [N] for the pairs (user_ids[n], item_ids[n])."""
+    def score(self, user_ids, item_ids, recent_items=None) -> np.ndarray:
+        """Click probabilities [N] for the pairs (user_ids[n], item_ids[n]), given each pair's `recent_items`
+        (the user's latest item ids, latest first; None: no history)."""
         user_ids, item_ids = list(user_ids), list(item_ids)
-        if len(user_ids) != len(item_ids):
-            raise ValueError(f"{len(user_ids)} users but {len(item_ids)} items")
+        recent_items = [[] for _ in user_ids] if recent_items is None else [list(r) for r in recent_items]
+        if not len(user_ids) == len(item_ids) == len(recent_items):
+            raise ValueError(f"{len(user_ids)} users, {len(item_ids)} items, {len(recent_items)} histories")
         if not user_ids:
             return np.zeros(0, dtype=np.float32)
+        length = int(self.metadata.get("history_length", 0))
+        history = [(items[:length] + [None] * length)[:length] for items in recent_items]
         rows = np.array([self.feature_row.get(item, 0) for item in item_ids], dtype=np.int64)
+        history_rows = np.array([[self.feature_row.get(i, 0) for i in items] for items in history],
+                                dtype=np.int64).reshape(len(history), length)
         feed = {"user_index": np.array([self.user_index.get(u, 0) for u in user_ids], dtype=np.int64),
                 "item_index": np.array([self.item_index.get(i, 0) for i in item_ids], dtype=np.int64),
-                "sid_codes": self.codes[rows], "sid_weights": self.weights[rows]}
+                "sid_codes": self.codes[rows], "sid_weights": self.weights[rows],
+                "history_index": np.array([[self.item_index.get(i, 0) for i in items] for items in history],
+                                          dtype=np.int64).reshape(len(history), length),
+                "history_codes": self.codes[history_rows], "history_weights": self.weights[history_rows]}
         return self.session.run(None, feed)[0]
 
 

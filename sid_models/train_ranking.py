@@ -43,17 +43,28 @@ class RankerInputs:
     item_index: torch.Tensor  # int64 [N]
     sid_codes: torch.Tensor  # int64 [N, L]
     sid_weights: torch.Tensor  # float32 [N, L]
+    history_index: torch.Tensor  # int64 [N, H]
+    history_codes: torch.Tensor  # int64 [N, H, L]
+    history_weights: torch.Tensor  # float32 [N, H, L]
 
     @classmethod
-    def gather(cls, rows: RankingRows, items: ItemFeatures, user_index: np.ndarray | None = None) -> RankerInputs:
-        """`user_index` maps rows.user to the model's user index (e.g. 0 for users unseen in training)."""
+    def gather(cls, rows: RankingRows, items: ItemFeatures, user_index: np.ndarray | None = None,
+               history_length: int | None = None) -> RankerInputs:
+        """`user_index` maps rows.user to the model's user index (e.g. 0 for users unseen in training);
+        `history_length` keeps that many of the rows' history items (default: all)."""
         users = rows.user if user_index is None else user_index[rows.user]
-        return cls(torch.as_tensor(users), torch.as_tensor(rows.item), torch.as_tensor(items.codes[rows.item]),
-                   torch.as_tensor(items.weights[rows.item]))
+        history = rows.history[:, :history_length] if history_length is not None else rows.history
+        if history.shape[1] < (history_length or 0):  # rows without enough history columns: pad with "none"
+            history = np.pad(history, ((0, 0), (0, history_length - history.shape[1])))
+        return cls(*(torch.as_tensor(a) for a in (users, rows.item, items.codes[rows.item], items.weights[rows.item],
+                                                  history, items.codes[history], items.weights[history])))
+
+    def tensors(self) -> tuple[torch.Tensor, ...]:
+        return (self.user_index, self.item_index, self.sid_codes, self.sid_weights, self.history_index,
+                self.history_codes, self.history_weights)
 
     def slice(self, start: int, stop: int, device: torch.device | None = None) -> tuple[torch.Tensor, ...]:
-        return tuple(t[start:stop].to(device) if device else t[start:stop]
-                     for t in (self.user_index, self.item_index, self.sid_codes, self.sid_weights))
+        return tuple(t[start:stop].to(device) if device else t[start:stop] for t in self.tensors())
 
     def __len__(self) -> int:
         return len(self.user_index)
@@ -91,8 +102,7 @@ def train_ranker(config: RankerConfig, train: RankerInputs, labels: np.ndarray, 
             order = torch.randperm(len(train), generator=generator)
             total = 0.0
             for rows in order.split(train_config.batch_size):
-                batch = [t[rows].to(device) for t in (train.user_index, train.item_index, train.sid_codes,
-                                                      train.sid_weights)]
+                batch = [t[rows].to(device) for t in train.tensors()]
                 loss = F.binary_cross_entropy_with_logits(model(*batch), targets[rows].to(device))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()

@@ -59,8 +59,10 @@ def test_ranker_trains_exports_and_serves(ranked):
     with np.load(directory / "vocabulary.npz") as vocabulary:
         users = ["?" if i == 0 else vocabulary["users"][i - 1] for i in inputs.user_index.tolist()]
         items = [vocabulary["items"][i - 1] for i in inputs.item_index.tolist()]
+        recent = [[vocabulary["items"][i - 1] for i in row if i > 0] for row in inputs.history_index.tolist()]
+    assert any(recent)
     request = directory.parent / "request.json"
-    request.write_text(json.dumps({"users": users, "items": items}))
+    request.write_text(json.dumps({"users": users, "items": items, "recent": recent}))
     script = f"""
 import json, sys, duckdb, numpy as np
 from sid_models.ranking_scorer import RankingScorer
@@ -70,7 +72,7 @@ with duckdb.connect({str(ranked.home.warehouse_path)!r}, read_only=True) as con:
 scorer = RankingScorer({str(directory / 'ranking_model.onnx')!r}, {str(directory / 'vocabulary.npz')!r},
                        lookup, importance)
 request = json.loads(open({str(request)!r}).read())
-np.save({str(directory.parent / 'scores.npy')!r}, scorer.score(request["users"], request["items"]))
+np.save({str(directory.parent / 'scores.npy')!r}, scorer.score(request["users"], request["items"], request["recent"]))
 assert "torch" not in sys.modules
 """
     subprocess.run([sys.executable, "-c", script], check=True, cwd=ROOT)

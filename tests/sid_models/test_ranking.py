@@ -6,18 +6,21 @@ import pytest
 import torch
 
 from sid_models.ranking import PPNetRanker, RankerConfig
-from sid_models.ranking_data import ItemFeatures, interaction_keys, labelled_rows, sample_negatives
+from sid_models.ranking_data import ItemFeatures, interaction_keys, labelled_rows, recent_items, sample_negatives
 from sid_models.ranking_metrics import auc
 from sid_models.train_ranking import RankerInputs, RankerTrainConfig, predict, train_ranker
 
 SIZES = [8, 8, 5]
 
 
-def inputs(batch=32, seed=0):
+def inputs(batch=32, seed=0, history=5):
+    """(user, item, codes, weights, history index, history codes, history weights) of a random batch."""
     g = torch.Generator().manual_seed(seed)
     return (torch.randint(0, 10, (batch,), generator=g), torch.randint(0, 20, (batch,), generator=g),
             torch.stack([torch.randint(0, size, (batch,), generator=g) for size in SIZES], dim=1),
-            torch.rand(batch, len(SIZES), generator=g))
+            torch.rand(batch, len(SIZES), generator=g), torch.randint(0, 20, (batch, history), generator=g),
+            torch.stack([torch.randint(0, size, (batch, history), generator=g) for size in SIZES], dim=2),
+            torch.rand(batch, history, len(SIZES), generator=g))
 
 
 def test_gates_lie_in_zero_two_with_one_per_hidden_unit():
@@ -40,7 +43,7 @@ def test_gate_gradients_do_not_reach_item_embeddings():
 def test_weights_scale_each_position_and_unknown_codes_are_masked():
     torch.manual_seed(0)
     model = PPNetRanker(RankerConfig(n_users=10, n_items=20, codebook_sizes=SIZES))
-    user, item, codes, weights = inputs()
+    user, item, codes, weights, *history = inputs()
     features = model.item_features(item, codes, weights)
     d = model.config.embedding_dim
     expected = model.sid_embeddings[2](codes[:, 2]) * weights[:, 2:3]
@@ -53,19 +56,44 @@ def test_weights_scale_each_position_and_unknown_codes_are_masked():
     other = codes.clone()
     other[:, 0] = (codes[:, 0] + 1) % SIZES[0]
     model.eval()  # dropout off
-    assert torch.allclose(model(user, item, codes, zero), model(user, item, other, zero))
+    assert torch.allclose(model(user, item, codes, zero, *history), model(user, item, other, zero, *history))
 
 
 def test_dot_interaction_adds_a_user_item_term():
     torch.manual_seed(0)
-    plain = PPNetRanker(RankerConfig(n_users=10, n_items=20, codebook_sizes=SIZES, dot_interaction=False)).eval()
-    assert plain.item_projection is None
+    config = RankerConfig(n_users=10, n_items=20, codebook_sizes=SIZES, dot_interaction=False)
+    plain = PPNetRanker(config).eval()
+    assert plain.item_projection is None and plain.history_projection is None
     with_dot = PPNetRanker(RankerConfig(n_users=10, n_items=20, codebook_sizes=SIZES)).eval()
-    with_dot.load_state_dict(plain.state_dict(), strict=False)  # same weights; only the projection is new
-    user, item, codes, weights = inputs()
-    term = (with_dot.user_embedding(user) * with_dot.item_projection(with_dot.item_features(item, codes, weights))
-            ).sum(dim=1)
-    assert torch.allclose(with_dot(user, item, codes, weights), plain(user, item, codes, weights) + term, atol=1e-6)
+    with_dot.load_state_dict(plain.state_dict(), strict=False)  # same weights; only the projections are new
+    batch = inputs()
+    user, item, codes, weights = batch[:4]
+    taste = with_dot.user_embedding(user) + with_dot.history_projection(with_dot.pooled_history(*batch[4:]))
+    term = (taste * with_dot.item_projection(with_dot.item_features(item, codes, weights))).sum(dim=1)
+    assert torch.allclose(with_dot(*batch), plain(*batch) + term, atol=1e-6)
+
+
+def test_history_is_the_mean_of_present_items_and_can_be_switched_off():
+    torch.manual_seed(0)
+    model = PPNetRanker(RankerConfig(n_users=10, n_items=20, codebook_sizes=SIZES)).eval()
+    batch = inputs(4, history=3)
+    index, codes, weights = (t.clone() for t in batch[4:])
+    index[0, 1:], codes[0, 1:] = 0, -1  # row 0: one item, then "none"
+    pooled = model.pooled_history(index, codes, weights)
+    assert torch.allclose(pooled[0], model.item_features(index[0, :1], codes[0, :1], weights[0, :1])[0])
+    expected = model.item_features(index[1], codes[1], weights[1]).mean(dim=0)
+    assert torch.allclose(pooled[1], expected, atol=1e-6)
+    index[2], codes[2] = 0, -1  # no history at all: zeros
+    assert torch.equal(model.pooled_history(index, codes, weights)[2], torch.zeros(model.item_dim))
+    off = PPNetRanker(RankerConfig(n_users=10, n_items=20, codebook_sizes=SIZES, history_length=0)).eval()
+    assert off.pooled_history(*batch[4:]) is None and off.layers[0].in_features == 16 + 3 * 16
+    assert off(*batch).shape == (4,)
+
+
+def test_recent_items_are_the_users_previous_items_latest_first():
+    users = np.array([1, 2, 1, 1, 2])
+    items = np.array([10, 20, 11, 12, 21])
+    assert recent_items(users, items, 2).tolist() == [[0, 0], [0, 0], [10, 0], [11, 10], [20, 0]]
 
 
 def test_feature_sets():
@@ -75,9 +103,11 @@ def test_feature_sets():
     assert item_only.item_embedding is not None and len(item_only.sid_embeddings) == 0
     hybrid = PPNetRanker(RankerConfig(n_users=3, n_items=5, codebook_sizes=SIZES, features="hybrid"))
     assert hybrid.item_embedding is not None and len(hybrid.sid_embeddings) == 3
-    user, item, _, _ = inputs(4)
+    user, item, *_ = inputs(4)
     no_sids = (torch.zeros(4, 0, dtype=torch.long), torch.zeros(4, 0))
-    assert item_only(user % 3, item % 5, *no_sids).shape == (4,)
+    history = (torch.tensor([[1, 2], [0, 0], [3, 0], [4, 4]]), torch.zeros(4, 2, 0, dtype=torch.long),
+               torch.zeros(4, 2, 0))
+    assert item_only(user % 3, item % 5, *no_sids, *history).shape == (4,)
     with pytest.raises(ValueError, match="features must be one of"):
         RankerConfig(n_users=3, n_items=5, codebook_sizes=SIZES, features="sids")
     with pytest.raises(ValueError, match="needs SID positions"):
@@ -126,19 +156,21 @@ def planted_catalogue(seed=0, n_users=300, n_items=200, clusters=10):
         items += list(chosen + 1)
     users, items = np.array(users), np.array(items)
     avoid = interaction_keys(users, items, n_items)
+    history = recent_items(users, items, 5)
     split = rng.random(len(users))
     counts = np.bincount(items[split < 0.8], minlength=n_items + 1).astype(float)
     parts = {}
     for name, rows, seed_offset in (("train", split < 0.7, 1), ("valid", (split >= 0.7) & (split < 0.8), 2),
                                     ("test", split >= 0.8, 3)):
-        parts[name] = labelled_rows(users[rows], items[rows], n_items, 2, "uniform", None, avoid, seed_offset)[0]
+        parts[name] = labelled_rows(users[rows], items[rows], n_items, 2, "uniform", None, avoid, seed_offset,
+                                    history[rows])[0]
     codes = np.stack([cluster, rng.integers(0, 16, n_items), rng.integers(0, 16, n_items)], axis=1)
     return parts, ItemFeatures.build(codes), counts, [clusters, 16, 16]
 
 
 def test_ranker_beats_popularity_on_planted_catalogue():
     parts, items, counts, sizes = planted_catalogue()
-    config = RankerConfig(n_users=301, n_items=201, codebook_sizes=sizes)
+    config = RankerConfig(n_users=301, n_items=201, codebook_sizes=sizes, history_length=5)
     train, valid, test = (RankerInputs.gather(parts[name], items) for name in ("train", "valid", "test"))
     model, history = train_ranker(config, train, parts["train"].label, valid, parts["valid"].label,
                                   RankerTrainConfig(epochs=15, batch_size=256, lr=3e-3, patience=3))

@@ -18,9 +18,13 @@ ROOT = Path(__file__).resolve().parents[2]
 SIZES = [16, 16, 8]
 
 
+HISTORY = 3
+
+
 def rows(n, seed=0, n_users=40, n_items=30):
     rng = np.random.default_rng(seed)
-    return RankingRows(rng.integers(0, n_users + 1, n), rng.integers(0, n_items + 1, n), np.zeros(n, np.float32))
+    return RankingRows(rng.integers(0, n_users + 1, n), rng.integers(0, n_items + 1, n), np.zeros(n, np.float32),
+                       rng.integers(0, n_items + 1, (n, HISTORY)))
 
 
 def catalogue(n_items=30, seed=0):
@@ -35,12 +39,14 @@ def catalogue(n_items=30, seed=0):
 def exported(request, tmp_path_factory):
     torch.manual_seed(0)
     sizes = [] if request.param == "item_id" else SIZES
-    model = PPNetRanker(RankerConfig(n_users=41, n_items=31, codebook_sizes=sizes, features=request.param)).eval()
+    model = PPNetRanker(RankerConfig(n_users=41, n_items=31, codebook_sizes=sizes, features=request.param,
+                                     history_length=HISTORY)).eval()
     codes, weights = catalogue()
     items = ItemFeatures.build(codes[:, :len(sizes)], weights[:, :len(sizes)])
     path = tmp_path_factory.mktemp("onnx") / f"{request.param}.onnx"
     export_ranker(model, path, RankerInputs.gather(rows(64), items),
-                  {"features": request.param, "tokenizer_version": "adc_sid-test", "codebook_sizes": sizes})
+                  {"features": request.param, "tokenizer_version": "adc_sid-test", "codebook_sizes": sizes,
+                   "history_length": HISTORY})
     return model, items, path
 
 
@@ -68,15 +74,18 @@ lookup = {{"item_id": tables["item_id"], "sid": list(tables["sid"]), "tokenizer_
 importance = {{"item_id": np.repeat(tables["item_id"], 2), "position": np.tile([1, 2], n),
                "weight": tables["weight"], "tokenizer_version": ["adc_sid-test"] * (2 * n)}}
 scorer = RankingScorer({str(path)!r}, {str(tmp_path / 'vocabulary.npz')!r}, lookup, importance)
-scores = scorer.score(["u3", "u5", "nobody"], ["i4", "i0", "i29"])
+scores = scorer.score(["u3", "u5", "nobody"], ["i4", "i0", "i29"],
+                      recent_items=[["i7", "i2", "i9", "i1"], [], ["i3", "new item"]])
 assert "torch" not in sys.modules, "the scorer imported torch"
 np.save({str(tmp_path / 'scores.npy')!r}, scores)
 """
     subprocess.run([sys.executable, "-c", script], check=True, cwd=ROOT)
     scores = np.load(tmp_path / "scores.npy")
-    # user index = position + 1, item index = position + 1; the unknown user scores through index 0.
+    # user index = position + 1, item index = position + 1; the unknown user and item score through index 0,
+    # and histories are cut or padded to the model's length.
+    history = np.array([[8, 3, 10], [0, 0, 0], [4, 0, 0]])
     expected = predict(model, RankerInputs.gather(RankingRows(np.array([4, 6, 0]), np.array([5, 1, 30]),
-                                                              np.zeros(3, np.float32)), items))
+                                                              np.zeros(3, np.float32), history), items))
     assert np.abs(scores - expected).max() <= 1e-5
 
 
