@@ -57,9 +57,9 @@ def median_seconds(call, repeats: int, warmup: int = 20) -> float:
 
 
 def serving_speed(model, inputs, threads: int, repeats: int) -> dict:
-    """Rows/s of PyTorch eager and onnxruntime at batch 1024 and single-row latency. Each engine is timed in a
-    block of its own after a warm-up: interleaving them lets one engine's spinning worker threads steal the two
-    cores from the other (it cost onnxruntime half its speed here)."""
+    """Rows/s of PyTorch eager and onnxruntime at batch 1024 and single-row latency. Each engine is timed in
+    blocks of its own after a warm-up: interleaving single calls lets one engine's spinning worker threads steal
+    the two cores from the other (it cost onnxruntime half its speed here)."""
     from sid_models.ranking_data import RANKER_INPUTS
     from sid_models.ranking_export import export_ranker
     from sid_models.ranking_scorer import onnx_session
@@ -67,11 +67,15 @@ def serving_speed(model, inputs, threads: int, repeats: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         path = export_ranker(model, Path(tmp) / "ranker.onnx", inputs, {"benchmark": "ranking"})
         batch = inputs.slice(0, 1024)
-        with torch.inference_mode():
-            torch_seconds = median_seconds(lambda: torch.sigmoid(model(*batch)), repeats)
         session = onnx_session(path, threads)
         feed = {name: t.numpy() for name, t in zip(RANKER_INPUTS, batch)}
-        onnx_seconds = median_seconds(lambda: session.run(None, feed), repeats)
+        # Alternating blocks (5 of each engine), medians over all of them: a noisy neighbour then slows both.
+        torch_seconds, onnx_seconds = [], []
+        for _ in range(5):
+            with torch.inference_mode():
+                torch_seconds.append(median_seconds(lambda: torch.sigmoid(model(*batch)), repeats // 5))
+            onnx_seconds.append(median_seconds(lambda: session.run(None, feed), repeats // 5))
+        torch_seconds, onnx_seconds = float(np.median(torch_seconds)), float(np.median(onnx_seconds))
         single = [{name: t.numpy() for name, t in zip(RANKER_INPUTS, inputs.slice(i, i + 1))} for i in range(1000)]
         for row in single[:50]:  # warm-up
             session.run(None, row)
