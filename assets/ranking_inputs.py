@@ -124,7 +124,7 @@ def fit_ranking(data: RankingData, features: FeatureSet, settings: RankingSettin
                           codebook_sizes=features.codebook_sizes,
                           features=settings.ranker_features,
                           **settings.model.model_dump())
-    train, valid, test = (RankerInputs.gather(rows, features.items, data.model_user, config.history_length)
+    train, valid, test = (RankerInputs.gather(rows, features.items, data.model_user)
                           for rows in (data.train, data.valid, data.test))
     model, history = train_ranker(config, train, data.train.label, valid, data.valid.label,
                                   RankerTrainConfig(device=device, **settings.train.model_dump()), progress)

@@ -126,11 +126,14 @@ def labelled_rows(user: np.ndarray, item: np.ndarray, n_items: int, per_positive
     return rows, int((~found).sum())
 
 
-def table_column(table, name: str) -> np.ndarray:
-    """A column of a pandas DataFrame, a pyarrow Table or a dict of sequences, as a NumPy array."""
+def table_column(table, name: str, optional: bool = False) -> np.ndarray | None:
+    """A column of a pandas DataFrame, a pyarrow Table or a dict of sequences, as a NumPy array (None when it is
+    missing and `optional`)."""
     try:
         values = table[name]
     except (KeyError, TypeError) as error:
+        if optional:
+            return None
         raise ValueError(f"the table has no column {name!r}") from error
     return np.asarray(values.to_numpy(zero_copy_only=False) if hasattr(values, "combine_chunks") else values)
 
@@ -143,33 +146,24 @@ def sid_item_features(item_ids, sid_lookup, sid_importance=None, tokenizer_versi
     code -1 (masked); only rows of `tokenizer_version` count when it is given."""
     index = {item: row for row, item in enumerate(np.asarray(item_ids).tolist())}
 
-    def rows_of(table) -> np.ndarray:
-        if tokenizer_version is None or not _has_column(table, "tokenizer_version"):
-            return np.ones(len(table_column(table, "item_id")), dtype=bool)
-        return table_column(table, "tokenizer_version") == tokenizer_version
+    def rows_of(table) -> tuple[np.ndarray, np.ndarray]:
+        """(catalogue row of each counted table row, -1 for items outside item_ids; which table rows count)."""
+        items = table_column(table, "item_id")
+        versions = table_column(table, "tokenizer_version", optional=True) if tokenizer_version else None
+        keep = np.ones(len(items), dtype=bool) if versions is None else versions == tokenizer_version
+        return np.array([index.get(item, -1) for item in items[keep].tolist()], dtype=np.int64), keep
 
-    keep = rows_of(sid_lookup)
-    lookup_items = table_column(sid_lookup, "item_id")[keep]
+    at, keep = rows_of(sid_lookup)
     sids = table_column(sid_lookup, "sid")[keep]
     width = len(sids[0]) if len(sids) else 0
     codes = np.full((len(index), width), -1, dtype=np.int64)
-    at = np.array([index.get(item, -1) for item in lookup_items.tolist()], dtype=np.int64)
     if len(sids):
         codes[at[at >= 0]] = np.stack([np.asarray(s, dtype=np.int64) for s in sids])[at >= 0]
     weights = np.ones(codes.shape, dtype=np.float32)
     if sid_importance is not None:
-        keep = rows_of(sid_importance)
-        rows = np.array([index.get(item, -1) for item in table_column(sid_importance, "item_id")[keep].tolist()],
-                        dtype=np.int64)
+        rows, keep = rows_of(sid_importance)
         positions = table_column(sid_importance, "position")[keep].astype(np.int64)
         known = rows >= 0
         weights[rows[known], positions[known]] = table_column(sid_importance, "weight")[keep][known]
     return ItemFeatures.build(codes, weights)
 
-
-def _has_column(table, name: str) -> bool:
-    try:
-        table_column(table, name)
-    except ValueError:
-        return False
-    return True

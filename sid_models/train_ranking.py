@@ -48,16 +48,12 @@ class RankerInputs:
     history_weights: torch.Tensor  # float32 [N, H, L]
 
     @classmethod
-    def gather(cls, rows: RankingRows, items: ItemFeatures, user_index: np.ndarray | None = None,
-               history_length: int | None = None) -> RankerInputs:
-        """`user_index` maps rows.user to the model's user index (e.g. 0 for users unseen in training);
-        `history_length` keeps that many of the rows' history items (default: all)."""
+    def gather(cls, rows: RankingRows, items: ItemFeatures, user_index: np.ndarray | None = None) -> RankerInputs:
+        """`user_index` maps rows.user to the model's user index (e.g. 0 for users unseen in training)."""
         users = rows.user if user_index is None else user_index[rows.user]
-        history = rows.history[:, :history_length] if history_length is not None else rows.history
-        if history.shape[1] < (history_length or 0):  # rows without enough history columns: pad with "none"
-            history = np.pad(history, ((0, 0), (0, history_length - history.shape[1])))
         return cls(*(torch.as_tensor(a) for a in (users, rows.item, items.codes[rows.item], items.weights[rows.item],
-                                                  history, items.codes[history], items.weights[history])))
+                                                  rows.history, items.codes[rows.history],
+                                                  items.weights[rows.history])))
 
     def tensors(self) -> tuple[torch.Tensor, ...]:
         return (self.user_index, self.item_index, self.sid_codes, self.sid_weights, self.history_index,
