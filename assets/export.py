@@ -42,9 +42,9 @@ def ranking_model_onnx(context: dg.AssetExecutionContext, home: SidflowHome) -> 
     with np.load(directory / "holdout.npz", allow_pickle=False) as stored:
         holdout = RankerInputs(*(torch.as_tensor(stored[name]) for name in RANKER_INPUTS))
     summary = json.loads((directory / "metrics.json").read_text())
-    metadata = {"ranker_version": version,
-                **{key: summary[key] for key in ("feature_set", "features", "tokenizer_version", "token_names",
-                                                 "codebook_sizes", "history_length") if summary.get(key) is not None}}
+    carried = ("feature_set", "features", "tokenizer_version", "token_names", "codebook_sizes", "history_length",
+               "importance_weights")  # what the scorer reads back
+    metadata = {"ranker_version": version, **{key: summary[key] for key in carried if summary.get(key) is not None}}
     path = export_ranker(model, directory / "ranking_model.onnx", holdout, metadata)
     worst = parity(path, model, holdout)
     ops = op_types(path)

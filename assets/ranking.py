@@ -52,7 +52,7 @@ def ranking_model(context: dg.AssetExecutionContext, warehouse: DuckDBResource, 
     the chronological train split with sampled negatives; test AUC/GAUC overall and for head and tail items."""
     with warehouse.get_connection() as con:
         data = load_ranking_data(con, ranking)
-        features = load_feature_set(con, home, ranking.feature_set, data.item_ids)
+        features = load_feature_set(con, home, ranking.feature_set, data.item_ids, ranking.importance_weights)
     context.log.info(f"ranking: {len(data.train)} train, {len(data.valid)} valid, {len(data.test)} test rows; "
                      f"features {ranking.feature_set} ({ranking.ranker_features}), negatives {ranking.negatives}")
     fit = fit_ranking(data, features, ranking, home.device,
@@ -73,7 +73,8 @@ def ranking_model(context: dg.AssetExecutionContext, warehouse: DuckDBResource, 
                                         zip(RANKER_INPUTS, holdout.slice(0, HOLDOUT_ROWS))})
     summary = {"ranker_version": version, "feature_set": ranking.feature_set, "features": ranking.ranker_features,
                "tokenizer_version": features.tokenizer_version, "token_names": features.token_names,
-               "codebook_sizes": features.codebook_sizes, "negatives": ranking.negatives,
+               "codebook_sizes": features.codebook_sizes, "importance_weights": ranking.importance_weights,
+               "negatives": ranking.negatives,
                "negatives_per_positive": ranking.negatives_per_positive,
                "history_length": fit.config.history_length}
     (target / "metrics.json").write_text(json.dumps({

@@ -86,9 +86,9 @@ class FeatureSet:
 
 
 def load_feature_set(con: duckdb.DuckDBPyConnection, home: SidflowHome, feature_set: str,
-                     item_ids: list[str]) -> FeatureSet:
+                     item_ids: list[str], importance_weights: bool = True) -> FeatureSet:
     """Per-item SID codes of the feature set's current tokenizer version (ADC-SID's behavioral positions
-    weighted by sid_importance); `item_id` has no SID positions."""
+    weighted by sid_importance unless `importance_weights` is false); `item_id` has no SID positions."""
     if feature_set == "item_id":
         return FeatureSet(ItemFeatures.build(np.zeros((len(item_ids), 0), np.int64)), [], [], None)
     version, tokenizer = load_current(home, feature_set)
@@ -96,7 +96,7 @@ def load_feature_set(con: duckdb.DuckDBPyConnection, home: SidflowHome, feature_
         lookup = con.sql("SELECT item_id, sid FROM sid_lookup WHERE tokenizer_version = ?",
                          params=[version]).to_arrow_table()
         importance = con.sql("SELECT item_id, position, weight FROM sid_importance WHERE tokenizer_version = ?",
-                             params=[version]).to_arrow_table()
+                             params=[version]).to_arrow_table() if importance_weights else None
     else:
         lookup = con.sql("SELECT item_id, sid FROM baseline_sid_lookup WHERE tokenizer_version = ? AND tokenizer = ?",
                          params=[version, feature_set]).to_arrow_table()

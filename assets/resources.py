@@ -166,12 +166,13 @@ RANKING_FEATURE_SETS = ("adc_sid", "rqvae", "rqkmeans", "opq", "item_id")
 class RankingSettings(dg.ConfigurableResource):
     """The ranking model (`ranking` in params.yaml). `feature_set`: whose SID tokens the ranker reads (adc_sid,
     rqvae, rqkmeans, opq) or `item_id` for an item-ID ranker; `hybrid` adds the item-id embedding to SID
-    tokens. Labels: observed interactions of the chronological split are positives, `negatives_per_positive`
+    tokens; `importance_weights` false sets every ADC-SID token's weight to 1 (the ablation). Labels: observed interactions of the chronological split are positives, `negatives_per_positive`
     sampled items (`negatives`: uniform | popularity) are negatives; the last `valid_fraction` of the train
     positives by time (with their negatives) select the epoch."""
 
     feature_set: str = "adc_sid"
     hybrid: bool = False
+    importance_weights: bool = True
     negatives: str = "popularity"
     negatives_per_positive: int = 4
     valid_fraction: float = 0.1

@@ -1,12 +1,13 @@
 """A PPNet-style ranker (Kuaishou's Parameter Personalized Network, the backbone of ADC-SID's ranking experiments):
 an MLP over user and item features whose hidden layers are each scaled by a personalised gate.
 
-Item features are the SID tokens (one embedding table per SID position) scaled by a per-position weight (ADC-SID's
-importance R(e_b) on the behavioral positions, 1 elsewhere; 0 masks a position, e.g. an unknown code -1), and
-optionally an item-id embedding, so item-ID only, SID only and hybrid rankers share one module. Each gate,
-2 * sigmoid(MLP(user embedding, sg(item features))), lies in (0, 2): it sharpens or mutes hidden units per user
-without letting the gate's gradient disturb the item embeddings (PPNet's stop-gradient on the general features).
-Plain `nn.Embedding` lookups keep the ONNX graph to Gather nodes (no Loop).
+Item features are the SID tokens (an embedding table per SID position, kept as row blocks of one table) scaled by
+a per-position weight (ADC-SID's importance R(e_b) on the behavioral positions, 1 elsewhere; 0 masks a position,
+e.g. an unknown code -1), and optionally an item-id embedding, so item-ID only, SID only and hybrid rankers share
+one module. Each gate, 2 * sigmoid(MLP(user embedding, sg(item features))), lies in (0, 2): it sharpens or mutes
+hidden units per user without letting the gate's gradient disturb the item embeddings (PPNet's stop-gradient on
+the general features). The ONNX graph holds Gathers, one ScatterElements and matrix products, no Loop
+(`nn.EmbeddingBag` would export to one).
 """
 
 from __future__ import annotations
@@ -68,8 +69,19 @@ class PPNetRanker(nn.Module):
         d = config.embedding_dim
         self.user_embedding = nn.Embedding(config.n_users, d)
         self.item_embedding = nn.Embedding(config.n_items, d) if config.uses_item_id else None
-        sizes = config.codebook_sizes if config.uses_sids else []
-        self.sid_embeddings = nn.ModuleList(nn.Embedding(size, d) for size in sizes)
+        sizes = torch.tensor(config.codebook_sizes if config.uses_sids else [], dtype=torch.long)
+        # The SID tables live as row blocks of one table: position p's block is a blank row (code -1, unknown) and
+        # then its K_p codes, so code c of position p is row slot_base[p] + c and an unknown code needs no masking
+        # op. One Gather then serves every position, where a table per position cost the ONNX graph 37 Gathers
+        # and their Concats per batch (most of its serving time).
+        self.sid_embedding = nn.Embedding(int((sizes + 1).sum()), d) if len(sizes) else None
+        self.register_buffer("sid_slot_base", (sizes + 1).cumsum(0) - sizes, persistent=False)
+        # [rows, positions]: the position a row belongs to, all zeros on blank rows (it zeroes them below)
+        owner = torch.repeat_interleave(torch.arange(len(sizes)), sizes + 1)
+        known = torch.ones(len(owner), dtype=torch.bool)
+        known[self.sid_slot_base - 1] = False
+        self.register_buffer("sid_row_position", ((owner[:, None] == torch.arange(len(sizes))) & known[:, None]).float(),
+                             persistent=False)
         item_dim = self.item_dim = d * (len(sizes) + (1 if config.uses_item_id else 0))
         context_dim = d + item_dim * (2 if config.history_length else 1)  # user, item, pooled history
         widths = [context_dim, *config.hidden]
@@ -80,37 +92,57 @@ class PPNetRanker(nn.Module):
         self.item_projection = nn.Linear(item_dim, d, bias=False) if config.dot_interaction else None
         self.history_projection = (nn.Linear(item_dim, d, bias=False)
                                    if config.dot_interaction and config.history_length else None)
-        for table in [self.user_embedding, self.item_embedding, *self.sid_embeddings]:
+        for table in [self.user_embedding, self.item_embedding, self.sid_embedding]:
             if table is not None:
                 nn.init.normal_(table.weight, std=0.05)
 
+    def sid_table(self) -> torch.Tensor:
+        """The SID embedding rows with the blank rows zeroed: an unknown code reads zeros."""
+        return self.sid_embedding.weight * self.sid_row_position.sum(dim=1, keepdim=True)
+
+    def bag_features(self, codes: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """[B, L * d]: per SID position, the weighted sum over a bag of items (`codes` and `weights` [B, H, L]) of
+        their embeddings; codes -1 add nothing. Computed as a [B, rows] matrix of summed weights times the
+        block-diagonal table (an EmbeddingBag as a matrix product) rather than by gathering B * H * L rows and
+        weighting them: the gathered rows and their products were most of the ONNX graph's time."""
+        batch, length = codes.shape[:2]
+        slots = codes.reshape(batch, -1) + self.sid_slot_base.repeat(length)  # [B, H * L]: one broadcast row
+        bag = torch.zeros(batch, self.sid_embedding.num_embeddings, dtype=weights.dtype, device=weights.device)
+        bag = bag.scatter_add(1, slots, weights.reshape(batch, -1))
+        block_table = (self.sid_embedding.weight[:, None, :] * self.sid_row_position[:, :, None]).flatten(1)
+        return bag @ block_table
+
     def item_features(self, item_index: torch.Tensor, sid_codes: torch.Tensor, sid_weights: torch.Tensor
                       ) -> torch.Tensor:
-        """[B, item_dim]: each SID position's embedding times its weight (0 where the code is < 0), then the
+        """[B, item_dim]: each SID position's embedding times its weight (zeros for code -1, unknown), then the
         item-id embedding when the feature set has it."""
         parts = []
-        for position, table in enumerate(self.sid_embeddings):
-            codes = sid_codes[:, position]
-            weight = torch.where(codes >= 0, sid_weights[:, position], torch.zeros_like(sid_weights[:, position]))
-            parts.append(table(codes.clamp(min=0)) * weight[:, None])
+        if self.sid_embedding is not None:
+            rows = F.embedding(sid_codes + self.sid_slot_base, self.sid_table())  # [B, L, d]
+            parts.append((rows * sid_weights.unsqueeze(-1)).flatten(1))
         if self.item_embedding is not None:
             parts.append(self.item_embedding(item_index))
-        return torch.cat(parts, dim=1)
+        return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
 
     def pooled_history(self, history_index: torch.Tensor, history_codes: torch.Tensor,
                        history_weights: torch.Tensor) -> torch.Tensor | None:
         """[B, item_dim]: the mean item features of each row's history items (an entry counts when it has an item
-        index or a known code); None when the ranker reads no history."""
+        index or a SID); None when the ranker reads no history."""
         if not self.config.history_length:
             return None
         batch, length = history_index.shape
         if length == 0:
             return torch.zeros(batch, self.item_dim, device=history_index.device)
-        features = self.item_features(history_index.reshape(-1), history_codes.reshape(batch * length, -1),
-                                      history_weights.reshape(batch * length, -1).float()).reshape(batch, length, -1)
-        present = (history_index > 0) | (history_codes >= 0).any(dim=2) if history_codes.shape[2] else history_index > 0
-        present = present.float()[:, :, None]
-        return (features * present).sum(dim=1) / present.sum(dim=1).clamp(min=1.0)
+        # An item's codes are all known or all -1, so its first code tells whether it has a SID.
+        present = (history_index > 0) | (history_codes[:, :, 0] >= 0) if history_codes.shape[2] else history_index > 0
+        present = present.float()
+        count = present.sum(dim=1, keepdim=True).clamp(min=1.0)  # [B, 1]
+        parts = []
+        if self.sid_embedding is not None:  # absent entries have codes -1: they add nothing to the bag
+            parts.append(self.bag_features(history_codes, history_weights.float()) / count)
+        if self.item_embedding is not None:
+            parts.append(torch.bmm((present / count)[:, None, :], self.item_embedding(history_index)).squeeze(1))
+        return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
 
     def forward(self, user_index: torch.Tensor, item_index: torch.Tensor, sid_codes: torch.Tensor,
                 sid_weights: torch.Tensor, history_index: torch.Tensor, history_codes: torch.Tensor,

@@ -63,6 +63,8 @@ class ItemFeatures:
         weights = np.ones(codes.shape, dtype=np.float32) if weights is None else np.asarray(weights, np.float32)
         if weights.shape != codes.shape:
             raise ValueError(f"weights {weights.shape} and codes {codes.shape} differ in shape")
+        if (codes < -1).any():
+            raise ValueError("SID codes must be >= 0, or -1 for an unknown code")
         if not np.isfinite(weights).all() or (weights < 0).any():
             raise ValueError("SID weights must be finite and >= 0")
         unknown = np.full((1, codes.shape[1]), -1, dtype=np.int64)

@@ -8,9 +8,10 @@
 first `history_length` of its metadata).
 
 `sid_lookup` and `sid_importance` are rows of the warehouse tables of those names, as a pandas DataFrame, a
-pyarrow Table or a dict of columns; only rows of the model's tokenizer version are used. Users and items the model
-never saw score through index 0 ("unknown"); an item with a SID still gets its SID features, so items given SIDs
-after training are ranked on their tokens.
+pyarrow Table or a dict of columns; only rows of the model's tokenizer version are used, and sid_importance only
+when the model was trained with importance weights. Users and items the model never saw score through index 0
+("unknown"); an item with a SID still gets its SID features, so items given SIDs after training are ranked on
+their tokens.
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ class RankingScorer:
             raise ValueError(f"the model reads SID features ({self.metadata.get('features')}): pass sid_lookup")
         # Every item the model knows plus every item the SID tables have, in one feature table.
         catalogue = list(dict.fromkeys(items + table_column(sid_lookup, "item_id").tolist()))
+        if self.metadata.get("importance_weights") is False:  # trained with every weight 1
+            sid_importance = None
         features = sid_item_features(catalogue, sid_lookup, sid_importance, self.metadata.get("tokenizer_version"))
         if features.codes.shape[1] != width:
             raise ValueError(f"sid_lookup has {features.codes.shape[1]} positions, the model {width}")

@@ -39,20 +39,9 @@ def ranked(tmp_path_factory):
     return settings
 
 
-def test_ranker_trains_exports_and_serves(ranked):
-    result = run(ranked, RANKING_GROUPS)
-    assert result.success and {"ranking_model", "ranking_model_onnx"} <= materialised(result)
-    check = check_results(result)["ranking_model_onnx.ranking_model_onnx_parity"]
-    assert check.passed and check.metadata["max_abs_diff"].value <= 1e-4
-    version, directory = current_ranker(ranked.home)
-    metrics = json.loads((directory / "metrics.json").read_text())
-    assert metrics["feature_set"] == "adc_sid" and metrics["token_names"][-3:] == ["b0", "b1", "b2"]
-    for key in ("auc", "gauc", "auc_head", "auc_tail", "gauc_head", "gauc_tail"):
-        assert 0.0 <= metrics["test"][key] <= 1.0, key
-    assert metrics["test"]["auc"] > 0.6  # far from chance after 3 epochs (uniform negatives: 0.74)
-    assert (directory / "auc_by_bucket.png").stat().st_size > 0
-
-    # Serving: the scorer reads the SID tables from the warehouse and never imports torch.
+def assert_scorer_matches_ranker(home, directory: Path) -> None:
+    """The torch-free scorer, in a process of its own, reads the export and the warehouse's SID tables and
+    reproduces the ranker's scores on held-out rows."""
     with np.load(directory / "holdout.npz") as holdout:
         inputs = RankerInputs(*(torch.as_tensor(holdout[name][:200]) for name in RANKER_INPUTS))
     expected = predict(load_ranker(directory / "ranker.pt"), inputs)
@@ -66,7 +55,7 @@ def test_ranker_trains_exports_and_serves(ranked):
     script = f"""
 import json, sys, duckdb, numpy as np
 from sid_models.ranking_scorer import RankingScorer
-with duckdb.connect({str(ranked.home.warehouse_path)!r}, read_only=True) as con:
+with duckdb.connect({str(home.warehouse_path)!r}, read_only=True) as con:
     lookup = con.sql("SELECT item_id, sid, tokenizer_version FROM sid_lookup").to_arrow_table()
     importance = con.sql("SELECT item_id, position, weight, tokenizer_version FROM sid_importance").to_arrow_table()
 scorer = RankingScorer({str(directory / 'ranking_model.onnx')!r}, {str(directory / 'vocabulary.npz')!r},
@@ -77,6 +66,23 @@ assert "torch" not in sys.modules
 """
     subprocess.run([sys.executable, "-c", script], check=True, cwd=ROOT)
     assert np.abs(np.load(directory.parent / "scores.npy") - expected).max() <= 1e-5
+
+
+def test_ranker_trains_exports_and_serves(ranked):
+    result = run(ranked, RANKING_GROUPS)
+    assert result.success and {"ranking_model", "ranking_model_onnx"} <= materialised(result)
+    check = check_results(result)["ranking_model_onnx.ranking_model_onnx_parity"]
+    assert check.passed and check.metadata["max_abs_diff"].value <= 1e-4
+    version, directory = current_ranker(ranked.home)
+    metrics = json.loads((directory / "metrics.json").read_text())
+    assert metrics["feature_set"] == "adc_sid" and metrics["token_names"][-3:] == ["b0", "b1", "b2"]
+    for key in ("auc", "gauc", "auc_head", "auc_tail", "gauc_head", "gauc_tail"):
+        assert 0.0 <= metrics["test"][key] <= 1.0, key
+    assert metrics["test"]["auc"] > 0.6  # far from chance after 3 epochs (uniform negatives: 0.74)
+    assert (directory / "auc_by_bucket.png").stat().st_size > 0
+    with np.load(directory / "holdout.npz") as holdout:
+        assert (holdout["sid_weights"] != 1.0).any()  # the behavioral tokens carry their importance
+    assert_scorer_matches_ranker(ranked.home, directory)
 
 
 @pytest.mark.parametrize("choice", [{"feature_set": "item_id"}, {"feature_set": "rqvae", "hybrid": True}])
@@ -90,6 +96,20 @@ def test_other_feature_sets_train_and_export(ranked, tmp_path, choice):
     assert metrics["feature_set"] == choice["feature_set"]
     assert metrics["features"] == ("item_id" if choice["feature_set"] == "item_id" else "hybrid")
     assert metrics["token_names"] == ([] if choice["feature_set"] == "item_id" else ["c0", "c1", "c2"])
+
+
+def test_unweighted_ranker_reads_every_token_at_weight_one(ranked, tmp_path):
+    settings = load_settings(config=write_config(tmp_path, synthetic=SMALL_SYNTHETIC, sasrec=FAST_SASREC,
+                                                 tokenizers=FAST_TOKENIZERS,
+                                                 ranking={**FAST_RANKING, "importance_weights": False}),
+                             home=ranked.home.home_path)
+    assert run(settings, RANKING_GROUPS).success
+    _, directory = current_ranker(settings.home)
+    assert json.loads((directory / "metrics.json").read_text())["importance_weights"] is False
+    with np.load(directory / "holdout.npz") as holdout:
+        known = holdout["sid_codes"] >= 0
+        assert known.any() and (holdout["sid_weights"][known] == 1.0).all()
+    assert_scorer_matches_ranker(settings.home, directory)  # the scorer leaves sid_importance aside
 
 
 def test_parity_check_fails_with_error_beyond_tolerance(ranked, monkeypatch):

@@ -37,7 +37,7 @@ def test_gate_gradients_do_not_reach_item_embeddings():
     model = PPNetRanker(RankerConfig(n_users=10, n_items=20, codebook_sizes=SIZES))
     sum(g.sum() for g in model.gate_values(*inputs())).backward()
     assert model.user_embedding.weight.grad.abs().sum() > 0
-    assert all(table.weight.grad is None or table.weight.grad.abs().sum() == 0 for table in model.sid_embeddings)
+    assert model.sid_embedding.weight.grad is None or model.sid_embedding.weight.grad.abs().sum() == 0
 
 
 def test_weights_scale_each_position_and_unknown_codes_are_masked():
@@ -46,7 +46,7 @@ def test_weights_scale_each_position_and_unknown_codes_are_masked():
     user, item, codes, weights, *history = inputs()
     features = model.item_features(item, codes, weights)
     d = model.config.embedding_dim
-    expected = model.sid_embeddings[2](codes[:, 2]) * weights[:, 2:3]
+    expected = model.sid_embedding.weight[SIZES[0] + SIZES[1] + 3 + codes[:, 2]] * weights[:, 2:3]  # position 2's block
     assert torch.allclose(features[:, 2 * d:3 * d], expected)
     masked = codes.clone()
     masked[:, 1] = -1
@@ -90,6 +90,23 @@ def test_history_is_the_mean_of_present_items_and_can_be_switched_off():
     assert off(*batch).shape == (4,)
 
 
+def test_bag_features_sum_each_positions_weighted_rows():
+    torch.manual_seed(0)
+    model = PPNetRanker(RankerConfig(n_users=10, n_items=20, codebook_sizes=SIZES))
+    codes = torch.stack([torch.randint(0, size, (5, 4)) for size in SIZES], dim=2)  # [B=5, H=4, L=3]
+    codes[0, 2, 1] = -1  # an unknown code adds nothing
+    weights = torch.rand(5, 4, 3)
+    d, offset, expected = model.config.embedding_dim, 0, torch.zeros(5, 3 * model.config.embedding_dim)
+    for position, size in enumerate(SIZES):
+        table = model.sid_embedding.weight[offset + 1:offset + 1 + size]  # after the position's blank row
+        offset += size + 1
+        for b in range(5):
+            for h in range(4):
+                if codes[b, h, position] >= 0:
+                    expected[b, position * d:(position + 1) * d] += weights[b, h, position] * table[codes[b, h, position]]
+    assert torch.allclose(model.bag_features(codes, weights), expected, atol=1e-6)
+
+
 def test_recent_items_are_the_users_previous_items_latest_first():
     users = np.array([1, 2, 1, 1, 2])
     items = np.array([10, 20, 11, 12, 21])
@@ -98,11 +115,11 @@ def test_recent_items_are_the_users_previous_items_latest_first():
 
 def test_feature_sets():
     sid = PPNetRanker(RankerConfig(n_users=3, n_items=5, codebook_sizes=SIZES))
-    assert sid.item_embedding is None and len(sid.sid_embeddings) == 3
+    assert sid.item_embedding is None and sid.sid_embedding.num_embeddings == sum(SIZES) + 3
     item_only = PPNetRanker(RankerConfig(n_users=3, n_items=5, codebook_sizes=SIZES, features="item_id"))
-    assert item_only.item_embedding is not None and len(item_only.sid_embeddings) == 0
+    assert item_only.item_embedding is not None and item_only.sid_embedding is None
     hybrid = PPNetRanker(RankerConfig(n_users=3, n_items=5, codebook_sizes=SIZES, features="hybrid"))
-    assert hybrid.item_embedding is not None and len(hybrid.sid_embeddings) == 3
+    assert hybrid.item_embedding is not None and hybrid.sid_embedding.num_embeddings == sum(SIZES) + 3
     user, item, *_ = inputs(4)
     no_sids = (torch.zeros(4, 0, dtype=torch.long), torch.zeros(4, 0))
     history = (torch.tensor([[1, 2], [0, 0], [3, 0], [4, 4]]), torch.zeros(4, 2, 0, dtype=torch.long),

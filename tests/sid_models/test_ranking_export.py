@@ -99,3 +99,5 @@ def test_sid_item_features_from_table_rows():
     assert features.weights.tolist() == [[0, 0, 0], [1, 0.5, 0], [1, 1, 2.0], [1, 1, 1]]
     with pytest.raises(ValueError, match="no column 'sid'"):
         sid_item_features(["a"], {"item_id": ["a"]})
+    with pytest.raises(ValueError, match="SID codes must be >= 0, or -1"):
+        sid_item_features(["a"], {"item_id": ["a"], "sid": [[1, -2, 3]]})
