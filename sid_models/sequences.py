@@ -187,3 +187,14 @@ def trim_padding(*batches: torch.Tensor) -> tuple[torch.Tensor, ...]:
     used = (batches[0] != 0).any(dim=0)
     first = int(used.to(torch.int8).argmax()) if bool(used.any()) else batches[0].shape[1] - 1
     return tuple(b[:, first:] for b in batches)
+
+
+def prefix_examples(train: SequenceData, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every prefix of every train sequence as one next-item example: (histories [N, max_len] int64, the
+    latest `max_len` items before the target, left-padded; targets [N]). A sequence of n items gives n - 1."""
+    counts = np.maximum(train.lengths - 1, 0)  # examples per row
+    rows = np.repeat(np.arange(train.n_rows), counts)
+    step = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts) + 1  # 1 .. n - 1 within a row
+    ends = train.offsets[rows] + step
+    histories = _left_padded(train.items, ends, np.minimum(step, max_len), max_len)
+    return histories.astype(np.int64), train.items[ends]
