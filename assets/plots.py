@@ -68,14 +68,34 @@ def loss_curves(history: list[dict], path: Path) -> str:
 
 def auc_by_bucket(series: dict[str, dict[str, float]], path: Path, buckets=("head", "mid", "tail")) -> str:
     """Grouped bars: AUC overall and per item popularity bucket, one bar per scorer (e.g. ranker, popularity)."""
+    return metric_by_bucket(series, path, "auc", "AUC", buckets, chance=0.5)
+
+
+def metric_by_bucket(series: dict[str, dict[str, float]], path: Path, metric: str, label: str,
+                     buckets=("head", "mid", "tail"), chance: float | None = None) -> str:
+    """Grouped bars: `metric` overall and per item popularity bucket (keys `{metric}_{bucket}`), one bar per
+    series (scorer or tokenizer)."""
     groups = ["all", *buckets]
     figure, axis = plt.subplots(figsize=(6, 3.2))
     width = 0.8 / max(len(series), 1)
     for offset, (name, metrics) in enumerate(series.items()):
-        values = [metrics.get("auc" if group == "all" else f"auc_{group}", np.nan) for group in groups]
+        values = [metrics.get(metric if group == "all" else f"{metric}_{group}", np.nan) for group in groups]
         axis.bar(np.arange(len(groups)) + offset * width, values, width=width, label=name)
-    axis.axhline(0.5, color="grey", linewidth=0.8, linestyle="--")
-    axis.set(xticks=np.arange(len(groups)) + width * (len(series) - 1) / 2, xticklabels=groups, ylim=(0, 1),
-             ylabel="AUC", title="test AUC by item popularity")
+    if chance is not None:
+        axis.axhline(chance, color="grey", linewidth=0.8, linestyle="--")
+    axis.set(xticks=np.arange(len(groups)) + width * (len(series) - 1) / 2, xticklabels=groups,
+             ylim=(0, 1) if chance is not None else None, ylabel=label, title=f"test {label} by item popularity")
+    axis.legend(fontsize=7)
+    return save_figure(figure, path)
+
+
+def recall_at_k(series: dict[str, dict[str, float]], path: Path, ks=(5, 10, 50, 100)) -> str:
+    """Recall@K against K, one line per series (e.g. per tokenizer)."""
+    figure, axis = plt.subplots(figsize=(6, 3.2))
+    for name, metrics in series.items():
+        shown = [k for k in ks if f"recall@{k}" in metrics]
+        axis.plot(shown, [metrics[f"recall@{k}"] for k in shown], marker="o", label=name)
+    axis.set(xscale="log", xticks=list(ks), xticklabels=[str(k) for k in ks], xlabel="K", ylabel="Recall@K",
+             title="test Recall@K over the full catalogue")
     axis.legend(fontsize=7)
     return save_figure(figure, path)

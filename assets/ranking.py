@@ -19,7 +19,8 @@ import torch
 from dagster_duckdb import DuckDBResource
 
 from assets.plots import auc_by_bucket
-from assets.ranking_inputs import fit_ranking, load_feature_set, load_ranking_data
+from assets.ranking_inputs import fit_ranking, load_ranking_data
+from assets.sid_features import load_feature_set
 from assets.resources import RankingSettings, SidflowHome
 from data_checks.checks import WAREHOUSE_POOL
 from sid_models.ranking_data import RANKER_INPUTS

@@ -13,11 +13,10 @@ import duckdb
 import numpy as np
 
 from assets.feature_store import catalogue_item_ids
-from assets.resources import RankingSettings, SidflowHome
-from assets.tokenizers import load_current
+from assets.resources import RankingSettings
+from assets.sid_features import FeatureSet, popularity_buckets
 from sid_models.ranking import PPNetRanker, RankerConfig
-from sid_models.ranking_data import (ItemFeatures, RankingRows, interaction_keys, labelled_rows, recent_items,
-                                    sid_item_features)
+from sid_models.ranking_data import RankingRows, interaction_keys, labelled_rows, recent_items
 from sid_models.train_ranking import RankerInputs, RankerTrainConfig, evaluate, predict, train_ranker
 
 EVENTS_SQL = """
@@ -69,42 +68,11 @@ def load_ranking_data(con: duckdb.DuckDBPyConnection, settings: RankingSettings)
     model_user = np.zeros(len(user_ids) + 1, dtype=np.int64)
     seen = np.unique(user_code[fit_rows])
     model_user[seen] = np.arange(1, len(seen) + 1)
-    buckets = dict(con.execute("SELECT item_id, popularity_bucket FROM item_stats").fetchall())
-    item_buckets = np.array([""] + [buckets.get(i, "") for i in item_ids], dtype=object)
+    item_buckets = popularity_buckets(con, item_ids)
     return RankingData(user_ids=user_ids, item_ids=item_ids, model_user=model_user,
                        model_user_ids=user_ids[seen - 1], item_buckets=item_buckets,
                        popularity=popularity, train=parts["train"], valid=parts["valid"], test=parts["test"],
                        negatives_not_found=missing)
-
-
-@dataclass
-class FeatureSet:
-    items: ItemFeatures
-    token_names: list[str]
-    codebook_sizes: list[int]
-    tokenizer_version: str | None
-
-
-def load_feature_set(con: duckdb.DuckDBPyConnection, home: SidflowHome, feature_set: str,
-                     item_ids: list[str], importance_weights: bool = True) -> FeatureSet:
-    """Per-item SID codes of the feature set's current tokenizer version (ADC-SID's behavioral positions
-    weighted by sid_importance unless `importance_weights` is false); `item_id` has no SID positions."""
-    if feature_set == "item_id":
-        return FeatureSet(ItemFeatures.build(np.zeros((len(item_ids), 0), np.int64)), [], [], None)
-    version, tokenizer = load_current(home, feature_set)
-    if feature_set == "adc_sid":
-        lookup = con.sql("SELECT item_id, sid FROM sid_lookup WHERE tokenizer_version = ?",
-                         params=[version]).to_arrow_table()
-        importance = con.sql("SELECT item_id, position, weight FROM sid_importance WHERE tokenizer_version = ?",
-                             params=[version]).to_arrow_table() if importance_weights else None
-    else:
-        lookup = con.sql("SELECT item_id, sid FROM baseline_sid_lookup WHERE tokenizer_version = ? AND tokenizer = ?",
-                         params=[version, feature_set]).to_arrow_table()
-        importance = None
-    if lookup.num_rows == 0:
-        raise ValueError(f"no {feature_set} SIDs of version {version}: materialise the SID tables first")
-    return FeatureSet(sid_item_features(item_ids, lookup, importance), tokenizer.token_names,
-                      tokenizer.codebook_sizes, version)
 
 
 @dataclass

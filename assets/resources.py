@@ -13,10 +13,12 @@ import pydantic
 from assets.feature_files import AttributeFile, VectorFile
 from assets.sources.synthetic import SyntheticParams
 from sid_models.ranking import RankerConfig
+from sid_models.retriever import RetrieverConfig
 from sid_models.sasrec import SASRecConfig
 from sid_models.text_encoder import DEFAULT_MODEL as DEFAULT_TEXT_MODEL
 from sid_models.text_encoder import DEFAULT_TEMPLATE
 from sid_models.train_ranking import RankerTrainConfig
+from sid_models.train_retriever import RetrieverTrainConfig
 from sid_models.train_sasrec import TrainConfig
 
 #: Canonical fields of the two landed tables. Raw tables keep every field as text, as it arrived.
@@ -196,3 +198,33 @@ class RankingSettings(dg.ConfigurableResource):
     def ranker_features(self) -> str:
         """RankerConfig.features: sid, item_id or hybrid."""
         return "item_id" if self.feature_set == "item_id" else "hybrid" if self.hybrid else "sid"
+
+
+RetrieverModelSettings = config_from_dataclass(RetrieverConfig, "RetrieverModelSettings",
+                                               "Generative retriever architecture.", exclude=("codebook_sizes",))
+RetrieverTrainSettings = config_from_dataclass(RetrieverTrainConfig, "RetrieverTrainSettings",
+                                               "Generative retriever training loop.", exclude=("device",))
+RETRIEVAL_TOKENIZERS = ("adc_sid", "rqvae", "rqkmeans", "opq")
+
+
+class RetrievalSettings(dg.ConfigurableResource):
+    """The generative retriever (`retrieval` in params.yaml): one retriever per tokenizer in `tokenizers`
+    (the first is the one the asset reports on; all of them go into the comparison report), trained on the
+    leave-one-out train split. `importance_weights` weights ADC-SID's behavioral levels in the loss by
+    sid_importance (false: every level 1); `eval_beam` is the beam of the test decoding (the longest list
+    scored, so at least the largest K of 100)."""
+
+    tokenizers: list[str] = list(RETRIEVAL_TOKENIZERS)
+    importance_weights: bool = True
+    eval_beam: int = 100
+    model: RetrieverModelSettings = RetrieverModelSettings()
+    train: RetrieverTrainSettings = RetrieverTrainSettings()
+
+    def problems(self) -> list[str]:
+        found = []
+        unknown = [name for name in self.tokenizers if name not in RETRIEVAL_TOKENIZERS]
+        if unknown or not self.tokenizers or len(set(self.tokenizers)) != len(self.tokenizers):
+            found.append(f"tokenizers must be distinct names from {RETRIEVAL_TOKENIZERS}, got {self.tokenizers}")
+        if self.eval_beam < 1:
+            found.append(f"eval_beam must be >= 1, got {self.eval_beam}")
+        return found

@@ -109,7 +109,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     import duckdb
 
-    from assets.ranking_inputs import fit_ranking, load_feature_set, load_ranking_data
+    from assets.ranking_inputs import fit_ranking, load_ranking_data
+    from assets.sid_features import load_feature_set
     from orchestration.settings import load_settings
 
     home = args.home.resolve()

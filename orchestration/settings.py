@@ -17,12 +17,13 @@ import yaml
 from dagster_duckdb import DuckDBResource
 
 from assets.resources import (CatalogueSource, FeatureSettings, FileSource, SASRecSettings, SidflowHome, SplitRules,
-                              RankingSettings, SyntheticConfig, TokenizerSettings)
+                              RankingSettings, RetrievalSettings, SyntheticConfig, TokenizerSettings)
 from assets.tokenizers import BASELINE_KINDS, build_tokenizer
 from data_checks.rules import QualityRules
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ("home", "source", "synthetic", "quality", "splits", "warehouse", "features", "sasrec", "tokenizers", "ranking")
+SECTIONS = ("home", "source", "synthetic", "quality", "splits", "warehouse", "features", "sasrec", "tokenizers",
+            "ranking", "retrieval")
 
 
 class ConfigError(ValueError):
@@ -39,13 +40,14 @@ class RunSettings:
     sasrec: SASRecSettings
     tokenizers: TokenizerSettings
     ranking: RankingSettings
+    retrieval: RetrievalSettings
     duckdb_settings: dict
 
     def resources(self) -> dict:
         self.home.home_path.mkdir(parents=True, exist_ok=True)
         return {"home": self.home, "source": self.source, "quality": self.quality, "split_rules": self.split_rules,
                 "features": self.features, "sasrec": self.sasrec, "tokenizers": self.tokenizers,
-                "ranking": self.ranking,
+                "ranking": self.ranking, "retrieval": self.retrieval,
                 "warehouse": DuckDBResource(database=str(self.home.warehouse_path),
                                             connection_config=self.duckdb_settings)}
 
@@ -107,7 +109,8 @@ def load_settings(config: str | Path | None = None, home: str | Path | None = No
         features=_features(section("features"), config_dir, data_root, where),
         sasrec=_build(SASRecSettings, "sasrec", where, **section("sasrec")),
         tokenizers=_tokenizers(section("tokenizers"), where),
-        ranking=_ranking(section("ranking"), where),
+        ranking=_checked(RankingSettings, "ranking", section("ranking"), where),
+        retrieval=_checked(RetrievalSettings, "retrieval", section("retrieval"), where),
         duckdb_settings={k: str(v) for k, v in section("warehouse").items()})
 
 
@@ -122,11 +125,12 @@ def _tokenizers(section: dict, where: str) -> TokenizerSettings:
     return settings
 
 
-def _ranking(section: dict, where: str) -> RankingSettings:
-    settings = _build(RankingSettings, "ranking", where, **section)
+def _checked(cls, name: str, section: dict, where: str):
+    """cls(**section), then its own problems(), each named `name.key`."""
+    settings = _build(cls, name, where, **section)
     problems = settings.problems()
     if problems:
-        raise ConfigError(f"{where}: " + "; ".join(f"ranking.{problem}" for problem in problems))
+        raise ConfigError(f"{where}: " + "; ".join(f"{name}.{problem}" for problem in problems))
     return settings
 
 

@@ -2,7 +2,8 @@
 level at a time (TIGER's generative retrieval).
 
 Encoder input: the latest `max_history` items, each as its L SID tokens (token id = the position's offset + code
-+ 1, 0 = padding), plus learned embeddings of the item's slot and of the SID position. Decoder: a start token,
++ 1, 0 = padding) plus learned embeddings of the SID position and of the item's slot; either one position per
+item (the sum of its token embeddings, the default) or one per token as in TIGER. Decoder: a start token,
 then the generated codes; level t's logits come from the hidden state at step t over that level's K_t codes.
 Pre-norm blocks with RMSNorm and ReLU feed-forward layers as in T5; attention width n_heads * d_head need not
 equal d_model (TIGER: 6 heads of 64 on d_model 128).
@@ -24,6 +25,9 @@ from torch import nn
 class RetrieverConfig:
     codebook_sizes: list[int] = field(default_factory=list)  # K per SID level
     max_history: int = 20  # items the encoder reads
+    # How the encoder reads the history: "item", one position per item holding the sum of its SID token
+    # embeddings (L times fewer positions to attend over); "sid", one position per SID token (TIGER).
+    history_tokens: str = "item"
     d_model: int = 128
     n_heads: int = 6
     d_head: int = 64
@@ -35,6 +39,8 @@ class RetrieverConfig:
     def __post_init__(self):
         if not self.codebook_sizes or min(self.codebook_sizes) < 1:
             raise ValueError(f"codebook_sizes must name at least one level, got {self.codebook_sizes}")
+        if self.history_tokens not in ("item", "sid"):
+            raise ValueError(f"history_tokens must be 'item' or 'sid', got {self.history_tokens!r}")
         if min(self.max_history, self.d_model, self.n_heads, self.d_head, self.d_ff) < 1:
             raise ValueError("max_history, d_model, n_heads, d_head and d_ff must be >= 1")
 
@@ -144,14 +150,18 @@ class SidRetriever(nn.Module):
         return torch.where(codes >= 0, codes + self.token_offset[:codes.shape[-1]], torch.zeros_like(codes))
 
     def encode(self, history_codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """history_codes [B, H, L] (latest item last; -1 rows pad) -> memory [B, H * L, d] and its attention mask
-        [B, 1, 1, H * L] (True = a real token)."""
+        """history_codes [B, H, L] (latest item last; -1 rows pad) -> memory [B, S, d] (S = H, or H * L when
+        history_tokens is "sid") and its attention mask [B, 1, 1, S] (True = a real position)."""
         batch, length, levels = history_codes.shape
         ids = self.tokens(history_codes)
         slots = torch.arange(length, device=ids.device) + (self.config.max_history - length)  # right-aligned
-        x = (self.token_embedding(ids) + self.slot_embedding(slots)[None, :, None]
-             + self.level_embedding.weight[None, None, :levels]).reshape(batch, length * levels, -1)
-        present = (ids > 0).reshape(batch, 1, 1, -1)
+        tokens = self.token_embedding(ids) + self.level_embedding.weight[:levels]  # [B, H, L, d]
+        if self.config.history_tokens == "item":
+            x, present = tokens.sum(dim=2) + self.slot_embedding(slots), (ids > 0).any(dim=2)
+        else:
+            x = (tokens + self.slot_embedding(slots)[:, None]).reshape(batch, length * levels, -1)
+            present = ids > 0
+        present = present.reshape(batch, 1, 1, -1)
         present = present | ~present.any(dim=-1, keepdim=True)  # an empty history attends to its padding
         x = self.dropout(x)
         for block in self.encoder:

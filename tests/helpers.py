@@ -14,7 +14,7 @@ from orchestration.settings import RunSettings
 
 SMALL_SYNTHETIC = {"users": 300, "items": 200, "events": 3000, "clusters": 8, "seed": 3}
 # Everything downstream of `interactions`: what a failing blocking check on it must keep from running.
-BLOCKED_BY_INTERACTIONS = ['baseline_sid_lookup', 'behavior_embeddings', 'item_stats', 'opq_tokenizer', 'ranking_model', 'ranking_model_onnx', 'rqkmeans_tokenizer', 'rqvae_tokenizer', 'sasrec_model', 'sid_importance', 'sid_lookup', 'sid_tokenizer', 'splits']
+BLOCKED_BY_INTERACTIONS = ['baseline_sid_lookup', 'behavior_embeddings', 'generative_retriever', 'item_stats', 'opq_tokenizer', 'ranking_model', 'ranking_model_onnx', 'rqkmeans_tokenizer', 'rqvae_tokenizer', 'sasrec_model', 'sid_importance', 'sid_lookup', 'sid_tokenizer', 'splits']
 AMAZON_BEAUTY = Path(__file__).resolve().parents[2] / "shared" / "data" / "amazon-beauty"
 
 

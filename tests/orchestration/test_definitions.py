@@ -9,7 +9,7 @@ import dagster as dg
 ASSETS = {"raw_items", "raw_interactions", "items", "rejected_items", "interactions", "rejected_interactions",
           "item_stats", "splits", "content_embeddings", "sasrec_model", "behavior_embeddings", "sid_tokenizer",
           "rqvae_tokenizer", "rqkmeans_tokenizer", "opq_tokenizer", "sid_lookup", "baseline_sid_lookup",
-          "sid_importance", "ranking_model", "ranking_model_onnx"}
+          "sid_importance", "ranking_model", "ranking_model_onnx", "generative_retriever"}
 SID_CHECKS = {"sid_lookup:sid_lookup_valid", "baseline_sid_lookup:baseline_sid_lookup_valid",
               "sid_importance:sid_importance_valid", "ranking_model_onnx:ranking_model_onnx_parity"}
 CHECKS = {"items:items_hard_rules", "items:items_drift", "interactions:interactions_hard_rules",
@@ -20,7 +20,7 @@ GROUPS = {"raw_items": "ingest", "raw_interactions": "ingest", **{k: "validated"
           **{k: "features" for k in ("content_embeddings", "sasrec_model", "behavior_embeddings")},
           **{f"{k}_tokenizer": "tokenizer" for k in ("sid", "rqvae", "rqkmeans", "opq")},
           **{k: "sid_tables" for k in ("sid_lookup", "baseline_sid_lookup", "sid_importance")},
-          "ranking_model": "downstream", "ranking_model_onnx": "export"}
+          "ranking_model": "downstream", "ranking_model_onnx": "export", "generative_retriever": "downstream"}
 
 
 def load_defs(monkeypatch, tmp_path) -> dg.Definitions:

@@ -36,9 +36,10 @@ def exhaustive_scores(model: SidRetriever, history: torch.Tensor, sids: np.ndarr
     return torch.stack(rows)
 
 
-def test_beam_search_over_the_model_ranks_like_exhaustive_scoring():
+@pytest.mark.parametrize("history_tokens", ["item", "sid"])
+def test_beam_search_over_the_model_ranks_like_exhaustive_scoring(history_tokens):
     torch.manual_seed(0)
-    model = SidRetriever(RetrieverConfig(**TINY)).eval()
+    model = SidRetriever(RetrieverConfig(**TINY, history_tokens=history_tokens)).eval()
     history = torch.randint(0, 3, (3, 6, 3))
     history[0, :2] = -1  # padding before a short history
     history[2] = -1  # no history at all
