@@ -211,11 +211,15 @@ class RetrievalSettings(dg.ConfigurableResource):
     """The generative retriever (`retrieval` in params.yaml): one retriever per tokenizer in `tokenizers`
     (the first is the one the asset reports on; all of them go into the comparison report), trained on the
     leave-one-out train split. `importance_weights` weights ADC-SID's behavioral levels in the loss by
-    sid_importance (false: every level 1); `eval_beam` is the beam of the test decoding (the longest list
+    sid_importance (false: every level 1), each level's weights rescaled to mean 1 and kept above
+    `importance_floor` (weight = floor + (1 - floor) * R / mean R); `behavior_first` generates ADC-SID's behavioral tokens before its
+    shared and content ones (false: the table's order); `eval_beam` is the beam of the test decoding (the longest list
     scored, so at least the largest K of 100)."""
 
     tokenizers: list[str] = list(RETRIEVAL_TOKENIZERS)
     importance_weights: bool = True
+    importance_floor: float = 0.5
+    behavior_first: bool = True
     eval_beam: int = 100
     model: RetrieverModelSettings = RetrieverModelSettings()
     train: RetrieverTrainSettings = RetrieverTrainSettings()
@@ -227,4 +231,6 @@ class RetrievalSettings(dg.ConfigurableResource):
             found.append(f"tokenizers must be distinct names from {RETRIEVAL_TOKENIZERS}, got {self.tokenizers}")
         if self.eval_beam < 1:
             found.append(f"eval_beam must be >= 1, got {self.eval_beam}")
+        if not 0.0 <= self.importance_floor <= 1.0:
+            found.append(f"importance_floor must be in [0, 1], got {self.importance_floor}")
         return found

@@ -1,7 +1,7 @@
 """Per-item SID features of a tokenizer's current version, as the downstream models read them (the ranker and
 the generative retriever), and the catalogue's popularity buckets for head/tail metrics."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import duckdb
 import numpy as np
@@ -17,6 +17,15 @@ class FeatureSet:
     token_names: list[str]
     codebook_sizes: list[int]
     tokenizer_version: str | None
+    behavioral_positions: list[int] = field(default_factory=list)  # SID positions quantised from behavior
+
+    def reordered(self, order: list[int]) -> "FeatureSet":
+        """The same SIDs with their positions in `order` (a permutation of range(len(token_names)))."""
+        if sorted(order) != list(range(len(self.token_names))):
+            raise ValueError(f"order must permute the {len(self.token_names)} SID positions, got {order}")
+        return FeatureSet(ItemFeatures(self.items.codes[:, order], self.items.weights[:, order]),
+                          [self.token_names[i] for i in order], [self.codebook_sizes[i] for i in order],
+                          self.tokenizer_version, [order.index(i) for i in self.behavioral_positions])
 
 
 def load_feature_set(con: duckdb.DuckDBPyConnection, home: SidflowHome, feature_set: str,
@@ -43,7 +52,8 @@ def load_feature_set(con: duckdb.DuckDBPyConnection, home: SidflowHome, feature_
     if collision_level:
         names.append("collision")
         sizes.append(int(np.max(lookup.column("collision").to_numpy())) + 1)
-    return FeatureSet(sid_item_features(item_ids, lookup, importance), names, sizes, version)
+    return FeatureSet(sid_item_features(item_ids, lookup, importance), names, sizes, version,
+                      tokenizer.behavioral_positions)
 
 
 def popularity_buckets(con: duckdb.DuckDBPyConnection, item_ids: list[str]) -> np.ndarray:

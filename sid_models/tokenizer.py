@@ -62,6 +62,11 @@ class Tokenizer(ABC):
         """Mean squared error per element between the (standardised) input the tokenizer reconstructs and its
         reconstruction from the quantised codes."""
 
+    @property
+    def behavioral_positions(self) -> list[int]:
+        """SID positions quantised from behavior alone (ADC-SID's b0, b1, ...); none for the others."""
+        return []
+
     def importance(self, features: Features) -> np.ndarray | None:
         """Per item and behavioral position, a weight >= 0 (ADC-SID's R(e_b), eq. 22); None when the tokenizer
         has no behavioral tokens."""

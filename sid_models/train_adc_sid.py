@@ -205,6 +205,12 @@ class ADCSIDTokenizer(Tokenizer):
     def codebook_sizes(self) -> list[int]:
         return [self.config.codebook_size] * len(self.token_names)
 
+    @property
+    def behavioral_positions(self) -> list[int]:
+        # expert_tokens lists the shared and content experts first and the behavioral experts last
+        behavioral = self.config.experts_of(BEHAVIOR)
+        return list(range(len(self.token_names) - behavioral, len(self.token_names)))
+
     def fit(self, features: Features, progress: Progress | None = None) -> FitReport:
         started = time.perf_counter()
         content = resolve_content_modalities(self.config, list(features))

@@ -53,14 +53,18 @@ class RetrievalData:
         return SidTrie.build(self.item_codes[1:], self.codebook_sizes)
 
 
-def level_weights(weights: np.ndarray) -> np.ndarray:
+def level_weights(weights: np.ndarray, floor: float = 0.0) -> np.ndarray:
     """Loss weights from per-item SID weights [n_items + 1, L] (R(e_b) on the behavioral levels, 1 elsewhere;
     row 0 is padding): each level rescaled to mean 1 over the catalogue, so a level keeps its share of the loss
-    and only the items' weights relative to each other change. (Raw R averages 0.04-0.10 on Amazon Beauty and
-    would all but switch the behavioral levels off.)"""
+    and only the items' weights relative to each other change (raw R averages 0.04-0.10 on Amazon Beauty and
+    would all but switch the behavioral levels off), then mixed with 1: floor + (1 - floor) * rescaled. With
+    floor 0 an item whose R is 0 never teaches the decoder its path, and the trie still makes beams walk it."""
+    if not 0.0 <= floor <= 1.0:
+        raise ValueError(f"floor must be in [0, 1], got {floor}")
     weights = np.asarray(weights, dtype=np.float32)
     mean = weights[1:].mean(axis=0, keepdims=True) if len(weights) > 1 else np.ones((1, weights.shape[1]))
-    return np.where(mean > 0, weights / np.where(mean > 0, mean, 1.0), 0.0).astype(np.float32)
+    rescaled = np.where(mean > 0, weights / np.where(mean > 0, mean, 1.0), 0.0)
+    return (floor + (1.0 - floor) * rescaled).astype(np.float32)
 
 
 def retrieve(model: SidRetriever, trie: SidTrie, history_items: torch.Tensor, item_codes: torch.Tensor, beam: int,

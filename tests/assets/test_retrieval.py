@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
-from assets.retrieval import retrieval_dir
+from assets.retrieval import generation_order, retrieval_dir
+from assets.sid_features import FeatureSet
 from orchestration.settings import ConfigError, load_settings
+from sid_models.ranking_data import ItemFeatures
 from sid_models.retriever import RetrieverConfig, SidRetriever
 from tests.assets.test_sid_tables import FAST_SASREC, FAST_TOKENIZERS, SID_GROUPS
 from tests.helpers import SMALL_SYNTHETIC, materialised, run, write_config
@@ -47,5 +50,25 @@ def test_bad_retrieval_settings_fail_naming_the_key(settings_for):
         settings_for(retrieval={"tokenizers": ["adc_sid", "sids"]})
     with pytest.raises(ConfigError, match=r"retrieval.eval_beam must be >= 1"):
         settings_for(retrieval={"eval_beam": 0})
+    with pytest.raises(ConfigError, match=r"retrieval.importance_floor must be in \[0, 1\], got 2.0"):
+        settings_for(retrieval={"importance_floor": 2.0})
     with pytest.raises(ConfigError, match=r"retrieval.model.d_model"):
         settings_for(retrieval={"model": {"d_model": "wide"}})
+
+
+def test_behavioral_tokens_are_generated_first_when_asked():
+    codes = np.arange(3 * 6).reshape(3, 6)
+    weights = np.linspace(0.1, 1.0, 18, dtype=np.float32).reshape(3, 6)
+    features = FeatureSet(ItemFeatures(codes, weights), ["s0", "t0", "b0", "b1", "b2", "collision"],
+                          [10, 20, 30, 40, 50, 4], "adc_sid-x", behavioral_positions=[2, 3, 4])
+    order = generation_order(features, behavior_first=True)
+    assert order == [2, 3, 4, 0, 1, 5]
+    first = features.reordered(order)
+    assert first.token_names == ["b0", "b1", "b2", "s0", "t0", "collision"]
+    assert first.codebook_sizes == [30, 40, 50, 10, 20, 4] and first.behavioral_positions == [0, 1, 2]
+    assert np.array_equal(first.items.codes, codes[:, order]) and np.array_equal(first.items.weights, weights[:, order])
+    assert generation_order(features, behavior_first=False) == list(range(6))
+    baseline = FeatureSet(ItemFeatures(codes[:, :4], weights[:, :4]), ["c0", "c1", "c2", "collision"], [10] * 4, "rq")
+    assert generation_order(baseline, behavior_first=True) == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="must permute the 6 SID positions"):
+        features.reordered([0, 1, 2])

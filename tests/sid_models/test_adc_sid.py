@@ -75,6 +75,7 @@ def test_token_names_follow_modalities():
     assert [t for t, _ in expert_tokens(config, ["brand", "style"])][1:3] == ["brand0", "style0"]
     tokenizer = ADCSIDTokenizer(replace(config, content_modalities=["text"]))
     assert tokenizer.token_names == ["s0", "t0", "b0", "b1", "b2"] and tokenizer.codebook_sizes == [100] * 5
+    assert tokenizer.behavioral_positions == [2, 3, 4]
 
 
 def test_gates_are_softmaxes_and_r_is_a_gated_relu(catalogue):

@@ -13,7 +13,8 @@ from sid_models.metrics import metrics_from_ranks
 from sid_models.retriever import RetrieverConfig, SidRetriever
 from sid_models.sequences import LeaveOneOut, SequenceData, prefix_examples
 from sid_models.sid_trie import SidTrie
-from sid_models.train_retriever import RetrievalData, RetrieverTrainConfig, evaluate, train_retriever
+from sid_models.train_retriever import (RetrievalData, RetrieverTrainConfig, evaluate, level_weights,
+                                        train_retriever)
 
 SIZES = [5, 4, 3]
 TINY = dict(codebook_sizes=SIZES, max_history=6, d_model=32, n_heads=2, d_head=8, d_ff=64, encoder_layers=2,
@@ -61,6 +62,16 @@ def test_loss_weights_act_per_level():
     weights = torch.tensor([[1.0, 0.0, 0.5]] * 4)
     assert torch.allclose(model.loss(history, target, weights), (per_level * weights).sum() / weights.sum())
     assert torch.allclose(model.loss(history, target), per_level.mean())
+
+
+def test_level_weights_rescale_each_level_to_mean_one_above_a_floor():
+    # row 0 pads; level 0 is a content level (all 1), level 1 behavioral with R = 0, 0.2, 0.1 (mean 0.1)
+    weights = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 0.2], [1.0, 0.1]], dtype=np.float32)
+    assert np.allclose(level_weights(weights)[1:], [[1, 0], [1, 2], [1, 1]])
+    assert np.allclose(level_weights(weights, floor=0.5)[1:], [[1, 0.5], [1, 1.5], [1, 1]])
+    assert np.allclose(level_weights(weights, floor=1.0)[1:], 1.0)
+    with pytest.raises(ValueError, match="floor must be in"):
+        level_weights(weights, floor=1.5)
 
 
 def test_recall_and_ndcg_of_a_hand_worked_list():
