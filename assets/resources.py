@@ -212,14 +212,14 @@ class RetrievalSettings(dg.ConfigurableResource):
     (the first is the one the asset reports on; all of them go into the comparison report), trained on the
     leave-one-out train split. `importance_weights` weights ADC-SID's behavioral levels in the loss by
     sid_importance (false: every level 1), each level's weights rescaled to mean 1 and kept above
-    `importance_floor` (weight = floor + (1 - floor) * R / mean R); `behavior_first` generates ADC-SID's behavioral tokens before its
-    shared and content ones (false: the table's order); `eval_beam` is the beam of the test decoding (the longest list
-    scored, so at least the largest K of 100)."""
+    `importance_floor` (weight = floor + (1 - floor) * R / mean R). `behavior_first` generates ADC-SID's
+    behavioral tokens before its shared and content ones (false, the default: the table's order). `eval_beam` is
+    the beam of the test decoding (the longest list scored, so at least the largest K of 100)."""
 
     tokenizers: list[str] = list(RETRIEVAL_TOKENIZERS)
     importance_weights: bool = True
     importance_floor: float = 0.5
-    behavior_first: bool = True
+    behavior_first: bool = False
     eval_beam: int = 100
     model: RetrieverModelSettings = RetrieverModelSettings()
     train: RetrieverTrainSettings = RetrieverTrainSettings()

@@ -87,8 +87,8 @@ def main() -> None:
     parser.add_argument("--unweighted", action="store_true",
                         help="every SID level's loss weight 1 instead of ADC-SID's sid_importance (the ablation)")
     parser.add_argument("--importance-floor", type=float, help="override params.yaml's importance_floor")
-    parser.add_argument("--content-first", action="store_true",
-                        help="generate ADC-SID's tokens in the table's order (behavior_first: false)")
+    parser.add_argument("--behavior-first", action="store_true",
+                        help="generate ADC-SID's behavioral tokens first (behavior_first: true)")
     parser.add_argument("--seed", type=int, help="override the training seed of params.yaml")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     parser.add_argument("--repeats", type=int, default=30, help="timed decoding batches per beam (default 30)")
@@ -117,7 +117,7 @@ def main() -> None:
     train_update = {key: value for key, value in (("epochs", args.epochs), ("seed", args.seed)) if value is not None}
     retrieval = settings.retrieval.model_copy(update={
         "model": type(settings.retrieval.model)(**model), "importance_weights": not args.unweighted,
-        "behavior_first": not args.content_first,
+        "behavior_first": args.behavior_first,
         **({"importance_floor": args.importance_floor} if args.importance_floor is not None else {}),
         "train": settings.retrieval.train.model_copy(update=train_update)})
     split, n_items = load_leave_one_out(DuckDBResource(database=str(home / "warehouse.duckdb")))
