@@ -57,6 +57,7 @@ def generative_retriever(context: dg.AssetExecutionContext, warehouse: DuckDBRes
         version = _save(directory / name, fit, {
             "tokenizer": name, "tokenizer_version": feature_set.tokenizer_version,
             "token_names": fit.token_names, "importance_weights": retrieval.importance_weights,
+            "importance_floor": retrieval.importance_floor,
             "test": fit.metrics, "popularity_test": popularity, "train_seconds": round(fit.train_seconds, 1),
             "history": fit.history})
         results[name] = {"version": version, "metrics": fit.metrics, "train_seconds": fit.train_seconds,

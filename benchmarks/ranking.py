@@ -28,21 +28,9 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from benchmarks.beauty_tables import BEAUTY_CONFIG, ensure_sid_tables  # noqa: E402
+
 FEATURE_SETS = ("adc_sid", "rqvae", "rqkmeans", "item_id")
-PIPELINE = "group:ingest or group:validated or group:features or group:tokenizer or group:sid_tables"
-
-
-def ensure_sid_tables(home: Path) -> None:
-    import dagster as dg
-
-    from orchestration.cli import run_pipeline
-    from orchestration.settings import load_settings
-
-    if all((home / "artifacts" / "tokenizers" / kind / "current").is_file() for kind in FEATURE_SETS[:3]):
-        return
-    settings = load_settings(config=ROOT / "configs" / "amazon_beauty.yaml", home=home)
-    if not run_pipeline(settings, selection=PIPELINE, instance=dg.DagsterInstance.ephemeral()).success:
-        sys.exit("building the Amazon Beauty SID tables failed")
 
 
 def median_seconds(call, repeats: int, warmup: int = 20) -> float:
@@ -114,8 +102,8 @@ def main() -> None:
     from orchestration.settings import load_settings
 
     home = args.home.resolve()
-    ensure_sid_tables(home)
-    settings = load_settings(config=ROOT / "configs" / "amazon_beauty.yaml", home=home)
+    ensure_sid_tables(home, FEATURE_SETS[:3])
+    settings = load_settings(config=BEAUTY_CONFIG, home=home)
     ranking = settings.ranking.model_copy(update={"negatives": args.negatives} if args.negatives else {})
     if args.unweighted:
         ranking = ranking.model_copy(update={"importance_weights": False})

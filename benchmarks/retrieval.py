@@ -32,25 +32,13 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from benchmarks.beauty_tables import BEAUTY_CONFIG, ensure_sid_tables  # noqa: E402
+
 TOKENIZERS = ("adc_sid", "rqvae", "rqkmeans", "opq")
-PIPELINE = "group:ingest or group:validated or group:features or group:tokenizer or group:sid_tables"
 TIGER = {"max_history": 20, "d_model": 128, "n_heads": 6, "d_head": 64, "d_ff": 1024, "encoder_layers": 4,
          "decoder_layers": 4, "dropout": 0.1}
 REPORTED = ("recall@5", "ndcg@5", "recall@10", "ndcg@10", "recall@50", "ndcg@50", "recall@100", "ndcg@100",
             "recall@10_head", "recall@10_tail", "ndcg@10_head", "ndcg@10_tail")
-
-
-def ensure_sid_tables(home: Path) -> None:
-    import dagster as dg
-
-    from orchestration.cli import run_pipeline
-    from orchestration.settings import load_settings
-
-    if all((home / "artifacts" / "tokenizers" / kind / "current").is_file() for kind in TOKENIZERS):
-        return
-    settings = load_settings(config=ROOT / "configs" / "amazon_beauty.yaml", home=home)
-    if not run_pipeline(settings, selection=PIPELINE, instance=dg.DagsterInstance.ephemeral()).success:
-        sys.exit("building the Amazon Beauty SID tables failed")
 
 
 def decoding_speed(item_codes: np.ndarray, codebook_sizes: list[int], histories: torch.Tensor, beam: int,
@@ -109,8 +97,8 @@ def main() -> None:
     from sid_models.train_retriever import KS
 
     home = args.home.resolve()
-    ensure_sid_tables(home)
-    settings = load_settings(config=ROOT / "configs" / "amazon_beauty.yaml", home=home)
+    ensure_sid_tables(home, TOKENIZERS)
+    settings = load_settings(config=BEAUTY_CONFIG, home=home)
     device = resolve_device(args.device)
     size = args.model if args.model != "auto" else ("tiger" if device.type == "cuda" else "compact")
     model = TIGER if size == "tiger" else load_settings(home=home).retrieval.model.model_dump()  # params.yaml's
