@@ -233,4 +233,21 @@ class RetrievalSettings(dg.ConfigurableResource):
             found.append(f"eval_beam must be >= 1, got {self.eval_beam}")
         if not 0.0 <= self.importance_floor <= 1.0:
             found.append(f"importance_floor must be in [0, 1], got {self.importance_floor}")
+        try:
+            RetrieverTrainConfig(**self.train.model_dump())
+        except ValueError as error:
+            found.append(f"train: {error}")
         return found
+
+
+class RefreshSettings(dg.ConfigurableResource):
+    """Incremental SID refresh (`refresh` in params.yaml): item files land in `landing_dir` (default
+    `$SIDFLOW_HOME/landing/items`; a relative path is relative to SIDFLOW_HOME), one file per arriving batch."""
+
+    landing_dir: Optional[str] = None
+
+    def landing_path(self, home: SidflowHome) -> Path:
+        if not self.landing_dir:
+            return home.home_path / "landing" / "items"
+        path = Path(self.landing_dir).expanduser()
+        return (path if path.is_absolute() else home.home_path / path).resolve()

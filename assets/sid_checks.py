@@ -22,7 +22,8 @@ def _reencode_problems(con, home, item_ids: list[str], features: dict, table: st
     version, tokenizer = load_current(home, kind)
     where = "tokenizer_version = ?" + (" AND tokenizer = ?" if tokenizer_filter else "")
     params = [version] + ([kind] if tokenizer_filter else [])
-    stored = con.execute(f"SELECT item_id, sid FROM {table} WHERE {where} ORDER BY item_id", params).fetchall()
+    stored = con.execute(f"SELECT item_id, sid FROM {table} WHERE {where} AND origin = 'trained' ORDER BY item_id",
+                         params).fetchall()
     problems = lookup_problems(con, table, version, len(item_ids), kind if tokenizer_filter else None)
     if [i for i, _ in stored] == item_ids:
         changed = int((np.array([s for _, s in stored]) != tokenizer.encode(features)).any(axis=1).sum())
@@ -59,7 +60,9 @@ def sid_importance_valid(warehouse: DuckDBResource, home: SidflowHome) -> dg.Ass
     version, tokenizer = load_current(home, "adc_sid")
     behavioral = tokenizer.config.experts_of(BEHAVIOR)
     with warehouse.get_connection() as con:
-        items = con.execute("SELECT count(*) FROM items").fetchall()[0][0]
+        # The catalogue plus the items a refresh added to this version.
+        items = con.execute("""SELECT count(*) FROM (SELECT item_id FROM items UNION SELECT item_id FROM sid_lookup
+                               WHERE tokenizer_version = ? AND origin = 'incremental')""", [version]).fetchall()[0][0]
         problems = importance_problems(con, version, items, behavioral)
     return _result(problems, {"tokenizer_version": version})
 

@@ -7,7 +7,8 @@
   by the tokenizer's own asset run; `incremental`: assigned to a new item by a refresh), `assigned_at`.
 - `sid_importance`: per item and behavioral token, ADC-SID's weight R(e_b) (eq. 22).
 
-A materialisation replaces the rows of its version and keeps other versions' rows.
+A materialisation replaces the trained rows of its version and keeps other versions' rows and the items a
+refresh added to this version (`origin = incremental`: their SIDs never change).
 """
 
 from datetime import datetime, timezone
@@ -24,6 +25,8 @@ from data_checks.checks import WAREHOUSE_POOL
 from sid_models.sid_metrics import collision_tokens, quantization_metrics, sid_strings
 
 GROUP = "sid_tables"
+IMPORTANCE_COLUMNS = """item_id VARCHAR NOT NULL, tokenizer_version VARCHAR NOT NULL, token VARCHAR NOT NULL,
+    position INTEGER NOT NULL, weight FLOAT NOT NULL"""
 
 LOOKUP_COLUMNS = """item_id VARCHAR NOT NULL, tokenizer_version VARCHAR NOT NULL, sid INTEGER[] NOT NULL,
     collision INTEGER NOT NULL, sid_text VARCHAR NOT NULL, origin VARCHAR NOT NULL,
@@ -31,8 +34,8 @@ LOOKUP_COLUMNS = """item_id VARCHAR NOT NULL, tokenizer_version VARCHAR NOT NULL
 
 
 def lookup_rows(item_ids: list[str], version: str, codes: np.ndarray, token_names: list[str],
-                origin: str = "trained") -> pa.Table:
-    collision = collision_tokens(codes)
+                origin: str = "trained", collision: np.ndarray | None = None) -> pa.Table:
+    collision = collision_tokens(codes) if collision is None else collision
     return pa.table({
         "item_id": pa.array(item_ids, pa.string()),
         "tokenizer_version": pa.array([version] * len(item_ids), pa.string()),
@@ -45,17 +48,37 @@ def lookup_rows(item_ids: list[str], version: str, codes: np.ndarray, token_name
 
 def replace_version(con: duckdb.DuckDBPyConnection, table: str, columns: str, rows: pa.Table, version: str,
                     tokenizer: str | None = None) -> None:
-    """Swap in the rows of one version (of one tokenizer, for the baseline table) in a single transaction."""
+    """Swap in the trained rows of one version (of one tokenizer, for the baseline table) in one transaction.
+    ADC-SID's items that a refresh added to the version keep their rows, and the trained rows skip them."""
     con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({columns})")
+    con.execute(f"CREATE TABLE IF NOT EXISTS sid_lookup ({LOOKUP_COLUMNS})")
+    params = {"version": version, **({"tokenizer": tokenizer} if tokenizer else {})}
+    this_version = "tokenizer_version = $version" + (" AND tokenizer = $tokenizer" if tokenizer else "")
+    refreshed = ("" if tokenizer else " AND item_id NOT IN (SELECT item_id FROM sid_lookup "
+                                      "WHERE tokenizer_version = $version AND origin = 'incremental')")
     con.execute("BEGIN")
-    if tokenizer is None:
-        con.execute(f"DELETE FROM {table} WHERE tokenizer_version = ?", [version])
-    else:
-        con.execute(f"DELETE FROM {table} WHERE tokenizer = ? AND tokenizer_version = ?", [tokenizer, version])
+    con.execute(f"DELETE FROM {table} WHERE {this_version}{refreshed}", params)
     con.register("new_rows", rows)
-    con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM new_rows")
+    con.execute(f"""INSERT INTO {table} BY NAME SELECT * FROM new_rows
+                    WHERE item_id NOT IN (SELECT item_id FROM {table} WHERE {this_version})""", params)
     con.unregister("new_rows")
     con.execute("COMMIT")
+
+
+def importance_rows(item_ids: list[str], version: str, tokenizer, weights: np.ndarray | None) -> pa.Table:
+    """sid_importance rows: one per item and behavioral token (none when the tokenizer has no behavioral
+    experts, an ablation)."""
+    if weights is None:
+        weights = np.zeros((len(item_ids), 0), dtype=np.float32)
+    # ADC-SID orders its behavioral tokens last.
+    positions = np.arange(len(tokenizer.token_names))[len(tokenizer.token_names) - weights.shape[1]:]
+    behavioral = [tokenizer.token_names[p] for p in positions]
+    return pa.table({
+        "item_id": pa.array(np.repeat(np.asarray(item_ids, dtype=object), weights.shape[1]), pa.string()),
+        "tokenizer_version": pa.array([version] * weights.size, pa.string()),
+        "token": pa.array(np.tile(np.asarray(behavioral, dtype=object), len(item_ids)), pa.string()),
+        "position": pa.array(np.tile(positions, len(item_ids)), pa.int32()),
+        "weight": pa.array(weights.reshape(-1).astype(np.float32))})
 
 
 def _encode_current(home: SidflowHome, kind: str, features: dict):
@@ -110,20 +133,11 @@ def sid_importance(warehouse: DuckDBResource, home: SidflowHome) -> dg.Materiali
     version, tokenizer = load_current(home, "adc_sid")
     item_ids, features, _ = catalogue_features(warehouse, home)
     weights = tokenizer.importance(features)
-    if weights is None:  # behavioral experts switched off (an ablation): no behavioral tokens to weigh
-        weights = np.zeros((len(item_ids), 0), dtype=np.float32)
-    # ADC-SID orders its behavioral tokens last.
+    rows = importance_rows(item_ids, version, tokenizer, weights)
+    weights = np.zeros((len(item_ids), 0), np.float32) if weights is None else weights
     behavioral = tokenizer.token_names[len(tokenizer.token_names) - weights.shape[1]:]
-    rows = pa.table({
-        "item_id": pa.array(np.repeat(item_ids, weights.shape[1]), pa.string()),
-        "tokenizer_version": pa.array([version] * weights.size, pa.string()),
-        "token": pa.array(np.tile(behavioral, len(item_ids)), pa.string()),
-        "position": pa.array(np.tile(np.arange(len(tokenizer.token_names))[-weights.shape[1]:], len(item_ids)),
-                             pa.int32()),
-        "weight": pa.array(weights.reshape(-1).astype(np.float32))})
     with warehouse.get_connection() as con:
-        replace_version(con, "sid_importance", "item_id VARCHAR NOT NULL, tokenizer_version VARCHAR NOT NULL, "
-                        "token VARCHAR NOT NULL, position INTEGER NOT NULL, weight FLOAT NOT NULL", rows, version)
+        replace_version(con, "sid_importance", IMPORTANCE_COLUMNS, rows, version)
     return dg.MaterializeResult(metadata={
         "tokenizer_version": version, "dagster/row_count": rows.num_rows, "tokens": behavioral,
         "mean_weight": dg.MetadataValue.json(dict(zip(behavioral, weights.mean(axis=0).round(4).tolist()))),

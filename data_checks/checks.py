@@ -17,14 +17,17 @@ EXAMPLE_ROWS = 5
 
 
 def hard_rules_result(con: duckdb.DuckDBPyConnection, outcome: suites.SuiteOutcome, rules: list[suites.Rule],
-                      rejected_table: str) -> dg.AssetCheckResult:
+                      rejected_table: str, check_name: str | None = None,
+                      extra_metadata: dict | None = None) -> dg.AssetCheckResult:
     """Check result with the failing expectations, their counts and a few offending rows per rule."""
     reasons = {r.name: r.reasons for r in rules}
+    failed = outcome.failed
     metadata: dict = {
         "rows": dg.MetadataValue.int(outcome.rules[0].rows if outcome.rules else 0),
+        "failing_rows": dg.MetadataValue.int(sum(r.failing for r in failed)),  # over the failing rules
         "rules": dg.MetadataValue.md(_rules_table(outcome)),
+        **(extra_metadata or {}),
     }
-    failed = outcome.failed
     if failed:
         metadata["failing_expectations"] = dg.MetadataValue.json(
             [{"rule": r.name, "expectation": r.expectation, "column": r.column, "failing_rows": r.failing,
@@ -34,7 +37,7 @@ def hard_rules_result(con: duckdb.DuckDBPyConnection, outcome: suites.SuiteOutco
     description = ("all hard rules hold within tolerance" if not failed else
                    "failing: " + ", ".join(f"{r.name} ({r.failing} of {r.rows} rows)" for r in failed))
     return dg.AssetCheckResult(passed=not failed, severity=dg.AssetCheckSeverity.ERROR, metadata=metadata,
-                               description=description)
+                               description=description, check_name=check_name)
 
 
 def run_hard_rules(warehouse: DuckDBResource, suite: str, rules: list[suites.Rule], frame_sql: str,
@@ -105,7 +108,7 @@ def interactions_hard_rules(warehouse: DuckDBResource, quality: QualityRules) ->
                 description="Hard rules on the landed items: readable records, item_id present and unique. "
                             "Blocking (ERROR) above max_invalid_fraction.")
 def items_hard_rules(warehouse: DuckDBResource, quality: QualityRules) -> dg.AssetCheckResult:
-    return run_hard_rules(warehouse, "items_hard", suites.item_rules(quality), suites.ITEM_FRAME_SQL, "rejected_items")
+    return run_hard_rules(warehouse, "items_hard", suites.item_rules(quality), suites.item_frame_sql(), "rejected_items")
 
 
 @dg.asset_check(asset="interactions", pool=WAREHOUSE_POOL,

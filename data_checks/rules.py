@@ -57,11 +57,13 @@ SEQUENCE_ORDER = "user_id, ts, event_order NULLS LAST, source_row"
 # holds one load, so the valid tables keep `source_row` as lineage and the load's `load_batch` goes to
 # the asset metadata rather than onto every row.
 
-def quarantine_items(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
-    """raw_items -> items + rejected_items. A repeated item_id keeps its first row (by source position)."""
-    con.execute("""
+def quarantine_items(con: duckdb.DuckDBPyConnection, raw: str = "raw_items", valid: str = "items",
+                     rejected: str = "rejected_items") -> dict[str, int]:
+    """raw_items -> items + rejected_items (or other tables of the same layout, e.g. a landed batch's temporary
+    ones). A repeated item_id keeps its first row (by source position)."""
+    con.execute(f"""
         CREATE OR REPLACE TEMP VIEW typed_items AS
-        SELECT rowid AS raw_rowid, *, nullif(trim(item_id), '') AS item_key FROM raw_items""")
+        SELECT rowid AS raw_rowid, *, nullif(trim(item_id), '') AS item_key FROM {raw}""")
     con.execute("""
         CREATE OR REPLACE TEMP TABLE item_rejections AS
         WITH ruled AS (
@@ -76,13 +78,12 @@ def quarantine_items(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
                                                THEN 'item_id: duplicate of an earlier row' END) AS reason
             FROM ruled)
         SELECT * FROM reasoned WHERE reason IS NOT NULL""")
-    con.execute("""CREATE OR REPLACE TABLE items AS
+    con.execute(f"""CREATE OR REPLACE TABLE {valid} AS
                    SELECT item_key AS item_id, title, categories, brand, description, source_row
                    FROM typed_items WHERE raw_rowid NOT IN (SELECT raw_rowid FROM item_rejections)
                    ORDER BY item_id""")
-    _write_rejected(con, "raw_items", "item_rejections", "rejected_items",
-                    ("item_id", "title", "categories", "brand", "description"))
-    return _counts(con, "raw_items", "items", "rejected_items")
+    _write_rejected(con, raw, "item_rejections", rejected, ("item_id", "title", "categories", "brand", "description"))
+    return _counts(con, raw, valid, rejected)
 
 
 def quarantine_interactions(con: duckdb.DuckDBPyConnection, rules: QualityRules) -> dict[str, int]:

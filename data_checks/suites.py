@@ -132,10 +132,12 @@ def item_rules(rules: QualityRules) -> list[Rule]:
     ]
 
 
-ITEM_FRAME_SQL = f"""
-    SELECT true AS readable, {_hash("item_id")} AS item_code, false AS is_duplicate FROM items
+def item_frame_sql(valid: str = "items", rejected: str = "rejected_items") -> str:
+    """One row per landed item, valid and rejected, as the item rules see it."""
+    return f"""
+    SELECT true AS readable, {_hash("item_id")} AS item_code, false AS is_duplicate FROM {valid}
     UNION ALL
-    SELECT reason NOT LIKE 'unreadable record%', {_code("item_id")}, reason LIKE 'item_id: duplicate%' FROM rejected_items"""
+    SELECT reason NOT LIKE 'unreadable record%', {_code("item_id")}, reason LIKE 'item_id: duplicate%' FROM {rejected}"""
 
 
 def drift_rules(rules: QualityRules) -> list[Rule]:

@@ -1,4 +1,5 @@
-"""The `sidflow` command line: `demo`, `run --config FILE`, `ui`."""
+"""The `sidflow` command line: `demo`, `run --config FILE`, `ui`, `arrivals COUNT` (new synthetic items for the
+refresh), `stage GROUP` (one DVC stage, dvc.yaml)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from orchestration.build import build_definitions
+from assets import GROUPS
+from orchestration.build import PIPELINE, build_definitions
 from orchestration.settings import REPO_ROOT, ConfigError, RunSettings, load_settings
 
 CLI_JOB = "sidflow_cli_run"
@@ -32,8 +34,9 @@ def prepare_dagster_home(settings: RunSettings) -> Path:
 
 def run_pipeline(settings: RunSettings, selection: str | None = None,
                  instance: dg.DagsterInstance | None = None) -> dg.ExecuteInProcessResult:
-    """Materialise the selected assets (default: all) with their checks, in this process."""
-    asset_selection = dg.AssetSelection.from_string(selection) if selection else dg.AssetSelection.all()
+    """Materialise the selected assets (default: the pipeline, every group but `refresh`) with their checks,
+    in this process."""
+    asset_selection = dg.AssetSelection.from_string(selection) if selection else PIPELINE
     job = dg.define_asset_job(CLI_JOB, selection=asset_selection)
     defs = build_definitions(settings, extra_jobs=[job])
     if instance is None:
@@ -118,6 +121,30 @@ def cmd_ui(args) -> int:
     return 0  # not reached
 
 
+def cmd_arrivals(args) -> int:
+    """A batch of synthetic new items into the landing folder, for the refresh sensor to pick up."""
+    from assets.sources.landing import synthetic_params
+    from assets.sources.synthetic_arrivals import land_arrivals
+
+    settings = _settings(args)
+    if settings.source.kind != "synthetic":
+        sys.exit("sidflow: `arrivals` makes new items for the synthetic catalogue; land your own files instead")
+    if args.count < 1:
+        sys.exit(f"sidflow: arrivals COUNT must be >= 1, got {args.count}")
+    path = land_arrivals(settings.refresh.landing_path(settings.home), synthetic_params(settings.source), args.count)
+    print(f"sidflow: {args.count} new items landed in {path}")
+    return 0
+
+
+def cmd_stage(args) -> int:
+    # Imported here: dvc_stage runs its group through run_pipeline and summarise of this module.
+    from orchestration.dvc_stage import StageError, run_stage
+    try:
+        return run_stage(args.group, args.home)
+    except StageError as err:
+        sys.exit(f"sidflow: {err}")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sidflow", description="Semantic IDs for recommender catalogues, on Dagster.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -128,17 +155,24 @@ def parser() -> argparse.ArgumentParser:
     ui.add_argument("--config", help="run config YAML; default: the synthetic catalogue")
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=3000)
+    arrivals = sub.add_parser("arrivals", help="land a batch of new synthetic items for the refresh sensor")
+    arrivals.add_argument("count", type=int, help="items in the batch")
+    arrivals.add_argument("--config", help="run config YAML; default: the synthetic catalogue")
+    stage = sub.add_parser("stage", help="run one asset group as its DVC stage (dvc.yaml; use `dvc repro`): "
+                                         "restore upstream snapshots, materialise, snapshot the group's tables")
+    stage.add_argument("group", choices=GROUPS)
     for command in (demo, run):
         command.add_argument("--select", help="Dagster asset selection, e.g. 'group:ingest or group:validated' "
                                               "(default: every asset)")
-    for command in (demo, run, ui):
+    for command in (demo, run, ui, stage, arrivals):
         command.add_argument("--home", help="where runs write (default: $SIDFLOW_HOME or ./.sidflow)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    return cmd_ui(args) if args.command == "ui" else cmd_run(args)
+    commands = {"ui": cmd_ui, "stage": cmd_stage, "arrivals": cmd_arrivals}
+    return commands.get(args.command, cmd_run)(args)
 
 
 if __name__ == "__main__":

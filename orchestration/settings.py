@@ -16,14 +16,23 @@ import pydantic
 import yaml
 from dagster_duckdb import DuckDBResource
 
-from assets.resources import (CatalogueSource, FeatureSettings, FileSource, SASRecSettings, SidflowHome, SplitRules,
-                              RankingSettings, RetrievalSettings, SyntheticConfig, TokenizerSettings)
+from assets.resources import (CatalogueSource, FeatureSettings, FileSource, RankingSettings, RefreshSettings,
+                              RetrievalSettings, SASRecSettings, SidflowHome, SplitRules, SyntheticConfig,
+                              TokenizerSettings)
 from assets.tokenizers import BASELINE_KINDS, build_tokenizer
 from data_checks.rules import QualityRules
+from orchestration.alerts import AlertSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = ("home", "source", "synthetic", "quality", "splits", "warehouse", "features", "sasrec", "tokenizers",
-            "ranking", "retrieval")
+            "ranking", "retrieval", "refresh", "schedules", "alerts")
+
+
+class ScheduleSettings(pydantic.BaseModel, extra="forbid"):
+    """`schedules` in params.yaml: cron expressions (UTC) of the daily refresh and the weekly full retrain."""
+
+    daily_refresh: str = "0 3 * * *"
+    weekly_retrain: str = "0 4 * * 0"
 
 
 class ConfigError(ValueError):
@@ -41,13 +50,16 @@ class RunSettings:
     tokenizers: TokenizerSettings
     ranking: RankingSettings
     retrieval: RetrievalSettings
+    refresh: RefreshSettings
+    schedules: ScheduleSettings
+    alerts: AlertSettings
     duckdb_settings: dict
 
     def resources(self) -> dict:
         self.home.home_path.mkdir(parents=True, exist_ok=True)
         return {"home": self.home, "source": self.source, "quality": self.quality, "split_rules": self.split_rules,
                 "features": self.features, "sasrec": self.sasrec, "tokenizers": self.tokenizers,
-                "ranking": self.ranking, "retrieval": self.retrieval,
+                "ranking": self.ranking, "retrieval": self.retrieval, "refresh": self.refresh,
                 "warehouse": DuckDBResource(database=str(self.home.warehouse_path),
                                             connection_config=self.duckdb_settings)}
 
@@ -111,6 +123,9 @@ def load_settings(config: str | Path | None = None, home: str | Path | None = No
         tokenizers=_tokenizers(section("tokenizers"), where),
         ranking=_checked(RankingSettings, "ranking", section("ranking"), where),
         retrieval=_checked(RetrievalSettings, "retrieval", section("retrieval"), where),
+        refresh=_build(RefreshSettings, "refresh", where, **section("refresh")),
+        schedules=_build(ScheduleSettings, "schedules", where, **section("schedules")),
+        alerts=_build(AlertSettings, "alerts", where, **section("alerts")),
         duckdb_settings={k: str(v) for k, v in section("warehouse").items()})
 
 

@@ -9,6 +9,7 @@ catalogue.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,6 +32,10 @@ class RetrieverTrainConfig:
     epochs: int = 50
     batch_size: int = 256
     lr: float = 1e-3
+    # "constant": lr throughout; "cosine": linear warm-up over `warmup_steps`, then cosine decay to lr / 10 at the
+    # epoch limit (smaller late steps, for runs whose length is known in advance).
+    lr_schedule: str = "constant"
+    warmup_steps: int = 200
     weight_decay: float = 0.01
     patience: int = 3  # validations without a better valid Recall@10 (ties: NDCG@10)
     valid_users: int = 2000  # validation users decoded per epoch (0: all), a fixed seeded sample
@@ -39,6 +44,25 @@ class RetrieverTrainConfig:
     seed: int = 0
     device: str = "auto"  # auto: CUDA when there is one
     torch_threads: int = 0  # CPU threads (0: torch's default)
+
+    def __post_init__(self):
+        if self.lr_schedule not in ("cosine", "constant"):
+            raise ValueError(f"lr_schedule must be 'cosine' or 'constant', got {self.lr_schedule!r}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        if self.valid_beam < 10:  # the epoch is chosen by Recall@10 of the validation beam
+            raise ValueError(f"valid_beam must be >= 10, got {self.valid_beam}")
+
+
+def lr_factor(step: int, total_steps: int, config: RetrieverTrainConfig) -> float:
+    """The learning rate's multiplier at optimizer step `step` (0-based) of `total_steps`."""
+    if config.lr_schedule == "constant":
+        return 1.0
+    warmup = min(config.warmup_steps, total_steps // 10)
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+    return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 @dataclass
@@ -130,6 +154,9 @@ def train_retriever(data: RetrievalData, model_config: RetrieverConfig, config: 
     lengths = (histories > 0).sum(axis=1)
     if len(targets) == 0:
         raise ValueError("no train sequence has two items: nothing to learn from")
+    steps_per_epoch = len(length_bucketed_batches(lengths, config.batch_size, np.random.default_rng(0)))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, config.epochs * steps_per_epoch, config))
     codes = torch.from_numpy(data.item_codes)
     weights = torch.from_numpy(data.token_weights.astype(np.float32))
     trie = data.trie()
@@ -150,12 +177,14 @@ def train_retriever(data: RetrievalData, model_config: RetrieverConfig, config: 
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
+            schedule.step()
             model_loss += loss.item() * len(batch)
             seen += len(batch)
         metrics = evaluate(model, trie, data, valid, valid_rows, beam=config.valid_beam, ks=(10,),
                            exclude_history=config.exclude_history)
         record = {"epoch": epoch, "loss": model_loss / seen, "valid_recall@10": metrics["recall@10"],
-                  "valid_ndcg@10": metrics["ndcg@10"], "seconds": time.perf_counter() - started}
+                  "valid_ndcg@10": metrics["ndcg@10"], "lr": schedule.get_last_lr()[0],
+                  "seconds": time.perf_counter() - started}
         history.append(record)
         if progress:
             progress(record)

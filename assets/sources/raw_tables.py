@@ -17,10 +17,10 @@ class SourceError(ValueError):
     """An input that cannot be landed at all; the message names the file and the field."""
 
 
-def create_raw_table(con: duckdb.DuckDBPyConnection, kind: str) -> str:
-    """(Re)create the raw table of `kind`: lineage columns, every field as text, and the parse error of
-    records that could not be split into fields (with the record's text in `raw_line`)."""
-    table = RAW_TABLE[kind]
+def create_raw_table(con: duckdb.DuckDBPyConnection, kind: str, table: str | None = None) -> str:
+    """(Re)create the raw table of `kind` (or `table` in its layout): lineage columns, every field as text, and
+    the parse error of records that could not be split into fields (with the record's text in `raw_line`)."""
+    table = table or RAW_TABLE[kind]
     fields = ", ".join(f"{f} VARCHAR" for f in FIELDS[kind])
     con.execute(f"""CREATE OR REPLACE TABLE {table} (
                         load_batch VARCHAR NOT NULL, source_file VARCHAR NOT NULL, source_row BIGINT NOT NULL,

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import assets.export as export_module
-from assets.export import load_ranker
+from assets.export import export_dir, load_ranker
 from assets.ranking import current_ranker
 from orchestration.settings import ConfigError, load_settings
 from sid_models.ranking_data import RANKER_INPUTS
@@ -40,8 +40,9 @@ def ranked(tmp_path_factory):
 
 
 def assert_scorer_matches_ranker(home, directory: Path) -> None:
-    """The torch-free scorer, in a process of its own, reads the export and the warehouse's SID tables and
-    reproduces the ranker's scores on held-out rows."""
+    """The torch-free scorer, in a process of its own, reads the export (`artifacts/export/<ranker_version>/`) and
+    the warehouse's SID tables and reproduces the ranker's scores on held-out rows."""
+    exported = export_dir(home) / directory.name
     with np.load(directory / "holdout.npz") as holdout:
         inputs = RankerInputs(*(torch.as_tensor(holdout[name][:200]) for name in RANKER_INPUTS))
     expected = predict(load_ranker(directory / "ranker.pt"), inputs)
@@ -58,7 +59,7 @@ from sid_models.ranking_scorer import RankingScorer
 with duckdb.connect({str(home.warehouse_path)!r}, read_only=True) as con:
     lookup = con.sql("SELECT item_id, sid, tokenizer_version FROM sid_lookup").to_arrow_table()
     importance = con.sql("SELECT item_id, position, weight, tokenizer_version FROM sid_importance").to_arrow_table()
-scorer = RankingScorer({str(directory / 'ranking_model.onnx')!r}, {str(directory / 'vocabulary.npz')!r},
+scorer = RankingScorer({str(exported / 'ranking_model.onnx')!r}, {str(exported / 'vocabulary.npz')!r},
                        lookup, importance)
 request = json.loads(open({str(request)!r}).read())
 np.save({str(directory.parent / 'scores.npy')!r}, scorer.score(request["users"], request["items"], request["recent"]))

@@ -31,3 +31,13 @@ def test_bad_config_exits_with_a_message(tmp_path):
     config = write_config(tmp_path, source={"interactions": "nowhere.csv"})
     with pytest.raises(SystemExit, match=r"sidflow: .*run.yaml: source.interactions.path .*nowhere.csv"):
         main(["run", "--config", str(config), "--home", str(tmp_path / "home")])
+
+
+def test_arrivals_land_numbered_batches(tmp_path, capsys):
+    home = tmp_path / "home"
+    assert main(["arrivals", "5", "--home", str(home)]) == 0
+    assert main(["arrivals", "3", "--home", str(home)]) == 0
+    landed = sorted(p.name for p in (home / "landing" / "items").iterdir())
+    assert landed == ["arrivals-0001000-5.parquet", "arrivals-0001005-3.parquet"]  # ids after the catalogue's 1,000
+    with pytest.raises(SystemExit, match="COUNT must be >= 1"):
+        main(["arrivals", "0", "--home", str(home)])

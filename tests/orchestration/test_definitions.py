@@ -9,18 +9,19 @@ import dagster as dg
 ASSETS = {"raw_items", "raw_interactions", "items", "rejected_items", "interactions", "rejected_interactions",
           "item_stats", "splits", "content_embeddings", "sasrec_model", "behavior_embeddings", "sid_tokenizer",
           "rqvae_tokenizer", "rqkmeans_tokenizer", "opq_tokenizer", "sid_lookup", "baseline_sid_lookup",
-          "sid_importance", "ranking_model", "ranking_model_onnx", "generative_retriever"}
+          "sid_importance", "ranking_model", "ranking_model_onnx", "generative_retriever", "new_item_sids"}
 SID_CHECKS = {"sid_lookup:sid_lookup_valid", "baseline_sid_lookup:baseline_sid_lookup_valid",
               "sid_importance:sid_importance_valid", "ranking_model_onnx:ranking_model_onnx_parity"}
 CHECKS = {"items:items_hard_rules", "items:items_drift", "interactions:interactions_hard_rules",
           "interactions:interactions_drift", "content_embeddings:content_embeddings_valid",
-          "behavior_embeddings:behavior_embeddings_valid", *SID_CHECKS}
+          "behavior_embeddings:behavior_embeddings_valid", "new_item_sids:batch_hard_rules", *SID_CHECKS}
 GROUPS = {"raw_items": "ingest", "raw_interactions": "ingest", **{k: "validated" for k in
           ("items", "rejected_items", "interactions", "rejected_interactions", "item_stats", "splits")},
           **{k: "features" for k in ("content_embeddings", "sasrec_model", "behavior_embeddings")},
           **{f"{k}_tokenizer": "tokenizer" for k in ("sid", "rqvae", "rqkmeans", "opq")},
           **{k: "sid_tables" for k in ("sid_lookup", "baseline_sid_lookup", "sid_importance")},
-          "ranking_model": "downstream", "ranking_model_onnx": "export", "generative_retriever": "downstream"}
+          "ranking_model": "downstream", "ranking_model_onnx": "export", "generative_retriever": "downstream",
+          "new_item_sids": "refresh"}
 
 
 def load_defs(monkeypatch, tmp_path) -> dg.Definitions:
@@ -37,9 +38,13 @@ def test_definitions_list_everything(monkeypatch, tmp_path):
     assert {k.to_user_string() for k in graph.get_all_asset_keys()} == ASSETS
     assert {f"{k.asset_key.to_user_string()}:{k.name}" for k in graph.asset_check_keys} == CHECKS
     assert {k.to_user_string(): graph.get(k).group_name for k in graph.get_all_asset_keys()} == GROUPS
-    assert {job.name for job in repo.get_all_jobs() if not job.name.startswith("__")} == {"sidflow_job"}
-    assert [s.name for s in repo.schedule_defs] == []  # schedules arrive with the operations stage
-    assert [s.name for s in repo.sensor_defs] == []
+    assert {job.name for job in repo.get_all_jobs() if not job.name.startswith("__")} == {"sidflow_job", "sid_refresh"}
+    assert {s.name: s.job_name for s in repo.schedule_defs} == {"daily_sid_refresh": "sid_refresh",
+                                                                 "weekly_retrain": "sidflow_job"}
+    assert {s.name for s in repo.sensor_defs} == {"landed_items_sensor", "data_quality_alerts"}
+    # The main job and the weekly retrain materialise every asset but the partitioned refresh.
+    main = {k.to_user_string() for k in repo.get_job("sidflow_job").asset_layer.selected_asset_keys}
+    assert main == ASSETS - {"new_item_sids"}
     blocking = {f"{k.asset_key.to_user_string()}:{k.name}" for k in graph.asset_check_keys
                 if graph.get_check_spec(k).blocking}
     assert blocking == {"items:items_hard_rules", "interactions:interactions_hard_rules",

@@ -13,7 +13,7 @@ from sid_models.metrics import metrics_from_ranks
 from sid_models.retriever import RetrieverConfig, SidRetriever
 from sid_models.sequences import LeaveOneOut, SequenceData, prefix_examples
 from sid_models.sid_trie import SidTrie
-from sid_models.train_retriever import (RetrievalData, RetrieverTrainConfig, evaluate, level_weights,
+from sid_models.train_retriever import (RetrievalData, RetrieverTrainConfig, evaluate, level_weights, lr_factor,
                                         train_retriever)
 
 SIZES = [5, 4, 3]
@@ -72,6 +72,20 @@ def test_level_weights_rescale_each_level_to_mean_one_above_a_floor():
     assert np.allclose(level_weights(weights, floor=1.0)[1:], 1.0)
     with pytest.raises(ValueError, match="floor must be in"):
         level_weights(weights, floor=1.5)
+
+
+def test_cosine_schedule_warms_up_then_decays_to_a_tenth():
+    config = RetrieverTrainConfig(lr_schedule="cosine", warmup_steps=10)
+    factors = [lr_factor(step, 200, config) for step in range(200)]
+    assert factors[:10] == pytest.approx([(s + 1) / 10 for s in range(10)])
+    assert factors[10] == pytest.approx(1.0) and factors[-1] == pytest.approx(0.1, abs=1e-3)
+    assert all(a >= b for a, b in zip(factors[10:], factors[11:]))  # never rises after the warm-up
+    assert lr_factor(5, 20, config) < 1  # warm-up capped at a tenth of a short run: 2 steps
+    assert {lr_factor(s, 200, RetrieverTrainConfig(lr_schedule="constant")) for s in range(200)} == {1.0}
+    with pytest.raises(ValueError, match="lr_schedule"):
+        RetrieverTrainConfig(lr_schedule="linear")
+    with pytest.raises(ValueError, match="valid_beam must be >= 10"):
+        RetrieverTrainConfig(valid_beam=5)
 
 
 def test_recall_and_ndcg_of_a_hand_worked_list():
