@@ -85,9 +85,10 @@ def read_embeddings(con: duckdb.DuckDBPyConnection, path: Path, column: str, ite
     """(float32 [len(item_ids), dim], missing [len(item_ids)] bool) from the file's `column`: a row without a
     vector of `dim` finite numbers is missing. The first row of a repeated item_id counts, as in quarantine."""
     rows = con.execute(f"""
-        SELECT trim(CAST(item_id AS VARCHAR)) AS item_id, CAST({_quoted(column)} AS DOUBLE[]) AS vector
-        FROM {_reader(path)}(?) QUALIFY row_number() OVER (PARTITION BY trim(CAST(item_id AS VARCHAR))) = 1
-        """, [str(path)]).fetchall()
+        WITH numbered AS (SELECT trim(CAST(item_id AS VARCHAR)) AS item_id, CAST({_quoted(column)} AS DOUBLE[])
+                                 AS vector, row_number() OVER () AS file_row FROM {_reader(path)}(?))
+        SELECT item_id, vector FROM numbered
+        QUALIFY row_number() OVER (PARTITION BY item_id ORDER BY file_row) = 1""", [str(path)]).fetchall()
     found = {item: vector for item, vector in rows if vector is not None and len(vector) == dim}
     vectors = np.zeros((len(item_ids), dim), dtype=np.float32)
     missing = np.ones(len(item_ids), dtype=bool)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pydantic
 import yaml
+from dagster._utils.schedules import is_valid_cron_string  # Dagster's own test for schedule strings
 from dagster_duckdb import DuckDBResource
 
 from assets.resources import (CatalogueSource, FeatureSettings, FileSource, RankingSettings, RefreshSettings,
@@ -33,6 +34,13 @@ class ScheduleSettings(pydantic.BaseModel, extra="forbid"):
 
     daily_refresh: str = "0 3 * * *"
     weekly_retrain: str = "0 4 * * 0"
+
+    @pydantic.field_validator("daily_refresh", "weekly_retrain")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        if not is_valid_cron_string(value):
+            raise ValueError("not a cron expression (minute hour day-of-month month day-of-week)")
+        return value
 
 
 class ConfigError(ValueError):

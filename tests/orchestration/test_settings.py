@@ -39,6 +39,9 @@ def test_data_root_placeholder(tmp_path, monkeypatch):
     ({"source": {"items": {"path": "run.yaml", "colums": {}}}}, r"source.items has unknown key\(s\) colums"),
     ({"source": {"items": {"path": "run.yaml"}}}, r"cannot tell the file format"),
     ({"quality": {"max_invalid_fraction": "lots"}}, r"run.yaml: .*max_invalid_fraction"),
+    ({"schedules": {"daily_refresh": "at three"}}, r"run.yaml: schedules.daily_refresh: .*not a cron expression"),
+    ({"alerts": {"webhook": "http://x"}}, r"run.yaml: alerts.webhook: Extra inputs"),
+    ({"retrieval": {"train": {"valid_beam": 5}}}, r"retrieval.train: valid_beam must be >= 10"),
 ])
 def test_bad_configs_name_file_and_key(tmp_path, sections, message):
     with pytest.raises(ConfigError, match=message):
