@@ -35,6 +35,8 @@ landed_item_batches = dg.DynamicPartitionsDefinition(name="landed_item_batches")
 BATCH_COLUMNS = """batch VARCHAR NOT NULL, load_batch VARCHAR NOT NULL, tokenizer_version VARCHAR NOT NULL,
     file_rows BIGINT NOT NULL, new_items BIGINT NOT NULL, known_items BIGINT NOT NULL, rejected_rows BIGINT NOT NULL,
     processed_at TIMESTAMP WITH TIME ZONE NOT NULL"""
+REJECTED_COLUMNS = """batch VARCHAR NOT NULL, load_batch VARCHAR NOT NULL, source_row BIGINT NOT NULL, item_id VARCHAR,
+    raw_line VARCHAR, reason VARCHAR NOT NULL"""
 LANDED_COLUMNS = """item_id VARCHAR NOT NULL, title VARCHAR, categories VARCHAR, brand VARCHAR, description VARCHAR,
     batch VARCHAR NOT NULL, load_batch VARCHAR NOT NULL, source_row BIGINT NOT NULL"""
 
@@ -89,9 +91,7 @@ def _assign_and_write(context, con: duckdb.DuckDBPyConnection, home: SidflowHome
     version, tokenizer = load_current(home, "adc_sid")
     for table, columns in (("sid_lookup", LOOKUP_COLUMNS), ("sid_importance", IMPORTANCE_COLUMNS),
                            ("landed_items", LANDED_COLUMNS), ("refresh_batches", BATCH_COLUMNS),
-                           ("rejected_landed_items", "batch VARCHAR NOT NULL, "
-                                                     "load_batch VARCHAR NOT NULL, source_row BIGINT NOT NULL, "
-                                                     "item_id VARCHAR, raw_line VARCHAR, reason VARCHAR NOT NULL")):
+                           ("rejected_landed_items", REJECTED_COLUMNS)):
         con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({columns})")
     item_ids, fields = incremental_sids.new_item_rows(con, version)
     known = batch.valid - len(item_ids)
