@@ -68,11 +68,11 @@ def new_item_sids(context: dg.AssetExecutionContext, warehouse: DuckDBResource, 
                                           description=str(err), metadata={"rows": 0, "failing_rows": 0})
                 _reject(home, key, {"error": str(err)})
                 raise dg.Failure(f"batch {key} rejected: {err}", metadata={"check": BATCH_CHECK}) from err
-            counts = {"rows": batch.rows, "rejected_rows": batch.rejected,
-                      "failing_rows": sum(r.failing for r in batch.outcome.failed)}
             check = hard_rules_result(con, batch.outcome, suites.item_rules(quality), landed_batch.REJECTED,
                                       check_name=BATCH_CHECK, extra_metadata={"rejected_rows": batch.rejected})
             yield check
+            counts = {"rows": batch.rows, "rejected_rows": batch.rejected,
+                      "failing_rows": check.metadata["failing_rows"].value}
             if not check.passed:
                 _reject(home, key, {"load_batch": batch.load_batch, **counts, "description": check.description,
                                     "rejected": _rejected_rows(con)})

@@ -51,11 +51,13 @@ def replace_version(con: duckdb.DuckDBPyConnection, table: str, columns: str, ro
     """Swap in the trained rows of one version (of one tokenizer, for the baseline table) in one transaction.
     ADC-SID's items that a refresh added to the version keep their rows, and the trained rows skip them."""
     con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({columns})")
-    con.execute(f"CREATE TABLE IF NOT EXISTS sid_lookup ({LOOKUP_COLUMNS})")
     params = {"version": version, **({"tokenizer": tokenizer} if tokenizer else {})}
     this_version = "tokenizer_version = $version" + (" AND tokenizer = $tokenizer" if tokenizer else "")
-    refreshed = ("" if tokenizer else " AND item_id NOT IN (SELECT item_id FROM sid_lookup "
-                                      "WHERE tokenizer_version = $version AND origin = 'incremental')")
+    refreshed = ""
+    if tokenizer is None:  # ADC-SID's tables: sid_lookup names the items a refresh added to this version
+        con.execute(f"CREATE TABLE IF NOT EXISTS sid_lookup ({LOOKUP_COLUMNS})")
+        refreshed = (" AND item_id NOT IN (SELECT item_id FROM sid_lookup "
+                     "WHERE tokenizer_version = $version AND origin = 'incremental')")
     con.execute("BEGIN")
     con.execute(f"DELETE FROM {table} WHERE {this_version}{refreshed}", params)
     con.register("new_rows", rows)
