@@ -79,6 +79,8 @@ def main() -> None:
                         help="generate ADC-SID's behavioral tokens first (behavior_first: true)")
     parser.add_argument("--seed", type=int, help="override the training seed of params.yaml")
     parser.add_argument("--lr-schedule", choices=("constant", "cosine"), help="override the learning-rate schedule")
+    parser.add_argument("--patience", type=int,
+                        help="override the early-stopping patience (--patience N >= --epochs runs the whole schedule)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     parser.add_argument("--repeats", type=int, default=30, help="timed decoding batches per beam (default 30)")
     parser.add_argument("--skip-training", action="store_true", help="decoding speed only")
@@ -104,7 +106,8 @@ def main() -> None:
     size = args.model if args.model != "auto" else ("tiger" if device.type == "cuda" else "compact")
     model = TIGER if size == "tiger" else load_settings(home=home).retrieval.model.model_dump()  # params.yaml's
     train_update = {key: value for key, value in (("epochs", args.epochs), ("seed", args.seed),
-                                                  ("lr_schedule", args.lr_schedule)) if value is not None}
+                                                  ("lr_schedule", args.lr_schedule),
+                                                  ("patience", args.patience)) if value is not None}
     retrieval = settings.retrieval.model_copy(update={
         "model": type(settings.retrieval.model)(**model), "importance_weights": not args.unweighted,
         "behavior_first": args.behavior_first,
