@@ -63,6 +63,17 @@ def decoding_speed(item_codes: np.ndarray, codebook_sizes: list[int], histories:
     return batch / float(np.median(seconds))
 
 
+def model_overrides(pairs: list[str], model: dict) -> dict:
+    """KEY=VALUE pairs as model fields of the same types as `model`'s."""
+    overrides = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        if key not in model or not value:
+            raise SystemExit(f"--model-arg {pair!r}: expected KEY=VALUE with KEY one of {sorted(model)}")
+        overrides[key] = type(model[key])(value)
+    return overrides
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--home", type=Path, default=ROOT / ".sidflow-bench-beauty",
@@ -70,6 +81,8 @@ def main() -> None:
     parser.add_argument("--tokenizers", nargs="+", default=list(TOKENIZERS), choices=TOKENIZERS)
     parser.add_argument("--model", choices=("auto", "tiger", "compact"), default="auto",
                         help="retriever size: TIGER's, or params.yaml's compact default (auto: tiger on CUDA)")
+    parser.add_argument("--model-arg", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="override fields of the chosen size, e.g. d_model=128 d_ff=512 d_head=32")
     parser.add_argument("--device", default="auto", help="training device (default auto: CUDA when there is one)")
     parser.add_argument("--epochs", type=int, help="override the epoch limit of params.yaml")
     parser.add_argument("--unweighted", action="store_true",
@@ -79,6 +92,8 @@ def main() -> None:
                         help="generate ADC-SID's behavioral tokens first (behavior_first: true)")
     parser.add_argument("--seed", type=int, help="override the training seed of params.yaml")
     parser.add_argument("--lr-schedule", choices=("constant", "cosine"), help="override the learning-rate schedule")
+    parser.add_argument("--amp", choices=("off", "bf16"),
+                        help="override the training precision (bf16: autocast, on the CPU too)")
     parser.add_argument("--patience", type=int,
                         help="override the early-stopping patience (--patience N >= --epochs runs the whole schedule)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
@@ -105,9 +120,10 @@ def main() -> None:
     device = resolve_device(args.device)
     size = args.model if args.model != "auto" else ("tiger" if device.type == "cuda" else "compact")
     model = TIGER if size == "tiger" else load_settings(home=home).retrieval.model.model_dump()  # params.yaml's
+    model = {**model, **model_overrides(args.model_arg, model)}
     train_update = {key: value for key, value in (("epochs", args.epochs), ("seed", args.seed),
                                                   ("lr_schedule", args.lr_schedule),
-                                                  ("patience", args.patience)) if value is not None}
+                                                  ("patience", args.patience), ("amp", args.amp)) if value is not None}
     retrieval = settings.retrieval.model_copy(update={
         "model": type(settings.retrieval.model)(**model), "importance_weights": not args.unweighted,
         "behavior_first": args.behavior_first,

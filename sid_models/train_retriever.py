@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from sid_models.beam_search import beam_search
-from sid_models.devices import resolve_device
+from sid_models.devices import autocast_dtype, resolve_device
 from sid_models.metrics import metrics_from_ranks
 from sid_models.retriever import RetrieverConfig, SidRetriever
 from sid_models.sequences import EvalSet, LeaveOneOut, evaluation_inputs, prefix_examples
@@ -43,9 +43,15 @@ class RetrieverTrainConfig:
     exclude_history: bool = False  # never return an item the user already has in the history
     seed: int = 0
     device: str = "auto"  # auto: CUDA when there is one
+    # "bf16": the training steps autocast to bfloat16, on the GPU and on the CPU alike (weights, optimizer and
+    # decoding stay fp32); "off": fp32. On AVX-512-BF16 CPUs bf16 trains a d_model-128 retriever about 1.8 times
+    # as fast.
+    amp: str = "off"
     torch_threads: int = 0  # CPU threads (0: torch's default)
 
     def __post_init__(self):
+        if self.amp not in ("bf16", "off"):
+            raise ValueError(f"amp must be 'bf16' or 'off', got {self.amp!r}")
         if self.lr_schedule not in ("cosine", "constant"):
             raise ValueError(f"lr_schedule must be 'cosine' or 'constant', got {self.lr_schedule!r}")
         if self.warmup_steps < 0:
@@ -147,6 +153,7 @@ def train_retriever(data: RetrievalData, model_config: RetrieverConfig, config: 
     if config.torch_threads:
         torch.set_num_threads(config.torch_threads)
     device = resolve_device(config.device)
+    amp_dtype = autocast_dtype(config.amp, device, cpu=True)
     rng = np.random.default_rng(config.seed)
     model = SidRetriever(model_config).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -172,7 +179,8 @@ def train_retriever(data: RetrievalData, model_config: RetrieverConfig, config: 
             target = torch.from_numpy(targets[batch])
             recent = histories[batch][:, model_config.max_history - int(lengths[batch].max()):]  # no all-pad column
             history_codes = codes[torch.from_numpy(recent)].to(device)
-            loss = model.loss(history_codes, codes[target].to(device), weights[target].to(device))
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                loss = model.loss(history_codes, codes[target].to(device), weights[target].to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

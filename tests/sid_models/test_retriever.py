@@ -84,6 +84,8 @@ def test_cosine_schedule_warms_up_then_decays_to_a_tenth():
     assert {lr_factor(s, 200, RetrieverTrainConfig(lr_schedule="constant")) for s in range(200)} == {1.0}
     with pytest.raises(ValueError, match="lr_schedule"):
         RetrieverTrainConfig(lr_schedule="linear")
+    with pytest.raises(ValueError, match="amp"):
+        RetrieverTrainConfig(amp="fp16")
     with pytest.raises(ValueError, match="valid_beam must be >= 10"):
         RetrieverTrainConfig(valid_beam=5)
 
@@ -112,14 +114,15 @@ def planted_split(users: int = 300, items: int = 24, length: int = 8, seed: int 
     return LeaveOneOut.from_events(np.repeat(np.arange(users), length), item_index, split, items)
 
 
-def test_training_learns_a_planted_next_item_rule():
+@pytest.mark.parametrize("amp", ["off", "bf16"])  # bf16: autocast on the CPU too
+def test_training_learns_a_planted_next_item_rule(amp):
     split = planted_split()
     sids = catalogue(24, seed=3)
     data = RetrievalData(split=split, item_codes=np.vstack([np.full((1, 3), -1), sids]),
                          token_weights=np.ones((25, 3), np.float32), codebook_sizes=SIZES)
     model, history = train_retriever(data, RetrieverConfig(**{**TINY, "dropout": 0.1}),
                                      RetrieverTrainConfig(epochs=30, batch_size=64, lr=3e-3, patience=30,
-                                                          valid_users=0, seed=0, device="cpu"))
+                                                          valid_users=0, seed=0, device="cpu", amp=amp))
     assert len(history) == 30 and history[-1]["loss"] < history[0]["loss"]
     metrics = evaluate(model, data.trie(), data, split.test, beam=10, ks=(1, 10))
     assert metrics["recall@1"] > 0.9  # the rule is deterministic; chance is 1/24

@@ -189,6 +189,9 @@ def test_auto_device_and_mixed_precision_fall_back_to_cpu_fp32():
     assert autocast_dtype("bf16", torch.device("cpu")) is None  # the CPU path always trains in fp32
     assert autocast_dtype("fp16", torch.device("cuda")) == torch.float16
     assert autocast_dtype("off", torch.device("cuda")) is None
+    assert autocast_dtype("bf16", torch.device("cpu"), cpu=True) == torch.bfloat16  # the retriever's CPU bf16
+    with pytest.raises(ValueError, match="needs CUDA"):
+        autocast_dtype("fp16", torch.device("cpu"), cpu=True)
     with pytest.raises(ValueError, match="amp"):
         autocast_dtype("fp8", torch.device("cpu"))
 
