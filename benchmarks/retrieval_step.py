@@ -27,6 +27,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from sid_models.retriever import RetrieverConfig, SidRetriever  # noqa: E402
+from sid_models.train_retriever import train_step  # noqa: E402
 
 CODEBOOK_SIZES = [100, 100, 100, 100, 100, 100, 3]
 SIZES = {  # compact: params.yaml's retrieval.model
@@ -38,15 +39,9 @@ SIZES = {  # compact: params.yaml's retrieval.model
 
 def step_seconds(model: SidRetriever, optimizer: torch.optim.Optimizer, history: torch.Tensor,
                  target: torch.Tensor, weights: torch.Tensor, amp_dtype: torch.dtype | None) -> float:
-    device = history.device
     started = time.perf_counter()
-    with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-        loss = model.loss(history, target, weights)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-    optimizer.step()
-    if device.type == "cuda":
+    train_step(model, optimizer, history, target, weights, amp_dtype)
+    if history.device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - started
 

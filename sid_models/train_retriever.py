@@ -146,6 +146,19 @@ def length_bucketed_batches(lengths: np.ndarray, batch_size: int, rng: np.random
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
+def train_step(model: SidRetriever, optimizer: torch.optim.Optimizer, history_codes: torch.Tensor,
+               target_codes: torch.Tensor, token_weights: torch.Tensor, amp_dtype: torch.dtype | None) -> torch.Tensor:
+    """One optimizer step on a batch: the weighted loss (autocast to `amp_dtype` unless None), backward, gradient
+    clipping at norm 1, update. Returns the loss."""
+    with torch.autocast(history_codes.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        loss = model.loss(history_codes, target_codes, token_weights)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    return loss
+
+
 def train_retriever(data: RetrievalData, model_config: RetrieverConfig, config: RetrieverTrainConfig,
                     progress: Callable[[dict], None] | None = None) -> tuple[SidRetriever, list[dict]]:
     """Train on every prefix of data.split.train; keep the weights of the best validation Recall@10."""
@@ -179,12 +192,8 @@ def train_retriever(data: RetrievalData, model_config: RetrieverConfig, config: 
             target = torch.from_numpy(targets[batch])
             recent = histories[batch][:, model_config.max_history - int(lengths[batch].max()):]  # no all-pad column
             history_codes = codes[torch.from_numpy(recent)].to(device)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                loss = model.loss(history_codes, codes[target].to(device), weights[target].to(device))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
+            loss = train_step(model, optimizer, history_codes, codes[target].to(device), weights[target].to(device),
+                              amp_dtype)
             schedule.step()
             model_loss += loss.item() * len(batch)
             seen += len(batch)
