@@ -1,5 +1,5 @@
 """Training-step time of the generative retriever in fp32 and with bf16 autocast (`retrieval.train.amp`), on
-this machine's CPU (or --device cuda), for the compact size of params.yaml and wider ones.
+this machine's CPU (or --device cuda), for the compact size of params.yaml, a wide one (d_model 128, feed-forward 512) and TIGER's.
 
     .venv/bin/python benchmarks/retrieval_step.py
     .venv/bin/python benchmarks/retrieval_step.py --threads 2 --batch 256 --repeats 20
@@ -25,16 +25,15 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+import yaml  # noqa: E402
 
+from benchmarks.retrieval import TIGER  # noqa: E402
 from sid_models.retriever import RetrieverConfig, SidRetriever  # noqa: E402
 from sid_models.train_retriever import train_step  # noqa: E402
 
 CODEBOOK_SIZES = [100, 100, 100, 100, 100, 100, 3]
-SIZES = {  # compact: params.yaml's retrieval.model
-    "compact": dict(d_model=64, n_heads=4, d_head=16, d_ff=256, encoder_layers=2, decoder_layers=2),
-    "wide": dict(d_model=128, n_heads=4, d_head=32, d_ff=512, encoder_layers=2, decoder_layers=2),
-    "tiger": dict(d_model=128, n_heads=6, d_head=64, d_ff=1024, encoder_layers=4, decoder_layers=4),
-}
+COMPACT = yaml.safe_load((ROOT / "params.yaml").read_text())["retrieval"]["model"]
+SIZES = {"compact": COMPACT, "wide": {**COMPACT, "d_model": 128, "d_head": 32, "d_ff": 512}, "tiger": TIGER}
 
 
 def step_seconds(model: SidRetriever, optimizer: torch.optim.Optimizer, history: torch.Tensor,

@@ -44,8 +44,8 @@ class RetrieverTrainConfig:
     seed: int = 0
     device: str = "auto"  # auto: CUDA when there is one
     # "bf16": the training steps autocast to bfloat16, on the GPU and on the CPU alike (weights, optimizer and
-    # decoding stay fp32); "off": fp32. On AVX-512-BF16 CPUs bf16 trains a d_model-128 retriever about 1.8 times
-    # as fast.
+    # decoding stay fp32); "off": fp32. On AVX-512-BF16 CPUs a d_model-128 retriever's step is 1.5-1.8 times as
+    # fast (benchmarks/retrieval_step.py).
     amp: str = "off"
     torch_threads: int = 0  # CPU threads (0: torch's default)
 
