@@ -70,7 +70,12 @@ def model_overrides(pairs: list[str], model: dict) -> dict:
         key, _, value = pair.partition("=")
         if key not in model or not value:
             raise SystemExit(f"--model-arg {pair!r}: expected KEY=VALUE with KEY one of {sorted(model)}")
-        overrides[key] = type(model[key])(value)
+        if isinstance(model[key], bool):
+            if value.lower() not in ("true", "false"):
+                raise SystemExit(f"--model-arg {pair!r}: {key} takes true or false")
+            overrides[key] = value.lower() == "true"
+        else:
+            overrides[key] = type(model[key])(value)
     return overrides
 
 
@@ -82,7 +87,7 @@ def main() -> None:
     parser.add_argument("--model", choices=("auto", "tiger", "compact"), default="auto",
                         help="retriever size: TIGER's, or params.yaml's compact default (auto: tiger on CUDA)")
     parser.add_argument("--model-arg", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="override fields of the chosen size, e.g. d_model=128 d_ff=512 d_head=32")
+                        help="override fields of the chosen size, e.g. d_model=128 d_ff=512 d_head=32 trie_softmax=true")
     parser.add_argument("--device", default="auto", help="training device (default auto: CUDA when there is one)")
     parser.add_argument("--epochs", type=int, help="override the epoch limit of params.yaml")
     parser.add_argument("--unweighted", action="store_true",

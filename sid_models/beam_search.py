@@ -5,7 +5,8 @@ The model is reached through one callback, `step(level, parents, codes) -> log-p
 it is called with parents = arange(batch) and codes = None and scores each user's first token; afterwards
 `parents` [n] says which row of the previous call each new row extends and `codes` [n] the code it appended, so
 a decoder can reorder its key/value cache and feed one new token per row. Scores are sums of the model's
-log-probabilities; masking leaves them unnormalised over the allowed codes, as in TIGER's decoding.
+log-probabilities; masking leaves them unnormalised over the allowed codes, as in TIGER's decoding, unless
+`renormalize` restricts each step's softmax to the allowed codes (a model trained with `trie_softmax`).
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ from sid_models.sid_trie import SidTrie
 Step = Callable[[int, torch.Tensor, torch.Tensor | None], torch.Tensor]
 
 
-def beam_search(step: Step, trie: SidTrie, batch: int, beam: int, exclude: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+def beam_search(step: Step, trie: SidTrie, batch: int, beam: int, exclude: torch.Tensor | None = None,
+                renormalize: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """(items, scores), both [batch, beam] and best first: the catalogue rows of the `beam` highest-scoring
     valid SIDs per user (-1 and -inf where the trie has fewer). `exclude` [batch, E] (-1 padded) lists item rows
-    a user must not get back, e.g. the history."""
+    a user must not get back, e.g. the history. `renormalize`: each step's log-probabilities are renormalised over
+    the codes the trie allows (before exclusion), so the scores are log-probabilities over catalogue items."""
     if beam < 1:
         raise ValueError(f"beam must be >= 1, got {beam}")
     user = torch.arange(batch)  # which user each live row belongs to
@@ -33,6 +35,10 @@ def beam_search(step: Step, trie: SidTrie, batch: int, beam: int, exclude: torch
     for level, size in enumerate(trie.codebook_sizes):
         last = level == trie.depth - 1
         allowed = trie.allowed(level, nodes)
+        if renormalize:
+            log_probs = log_probs.float().masked_fill(~allowed, float("-inf"))
+            norm = torch.logsumexp(log_probs, dim=1, keepdim=True)
+            log_probs = log_probs - torch.where(torch.isfinite(norm), norm, torch.zeros_like(norm))  # dead rows
         if last and exclude is not None:
             allowed &= ~_excluded(trie, level, nodes, user, exclude)
         candidates = (scores[:, None] + log_probs.float()).masked_fill(~allowed, float("-inf"))

@@ -87,3 +87,12 @@ class SidTrie:
         position = torch.searchsorted(self.keys[level], wanted).clamp(max=max(len(self.keys[level]) - 1, 0))
         found = (nodes >= 0) & (codes >= 0) & (codes < size) & (self.keys[level][position] == wanted)
         return torch.where(found, self.children[level][position], torch.full_like(wanted, -1))
+
+    def path_masks(self, sids: torch.Tensor) -> list[torch.Tensor]:
+        """For catalogue SIDs [n, L]: per level t, bool [n, K_t], the codes the trie allows after each SID's
+        first t codes (the support of a softmax restricted to the catalogue, `trie_softmax`)."""
+        nodes, masks = torch.zeros(len(sids), dtype=torch.long), []
+        for level in range(self.depth):
+            masks.append(self.allowed(level, nodes))
+            nodes = self.step(level, nodes, sids[:, level])
+        return masks

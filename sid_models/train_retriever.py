@@ -104,7 +104,7 @@ def retrieve(model: SidRetriever, trie: SidTrie, history_items: torch.Tensor, it
     with torch.inference_mode():
         step = model.decoder_step(item_codes[history_items].to(device))
         exclude = history_items - 1 if exclude_history else None  # trie rows; padding becomes -1
-        rows, scores = beam_search(step, trie, len(history_items), beam, exclude)
+        rows, scores = beam_search(step, trie, len(history_items), beam, exclude, model.config.trie_softmax)
     return rows + 1, scores
 
 
@@ -147,11 +147,12 @@ def length_bucketed_batches(lengths: np.ndarray, batch_size: int, rng: np.random
 
 
 def train_step(model: SidRetriever, optimizer: torch.optim.Optimizer, history_codes: torch.Tensor,
-               target_codes: torch.Tensor, token_weights: torch.Tensor, amp_dtype: torch.dtype | None) -> torch.Tensor:
-    """One optimizer step on a batch: the weighted loss (autocast to `amp_dtype` unless None), backward, gradient
-    clipping at norm 1, update. Returns the loss."""
+               target_codes: torch.Tensor, token_weights: torch.Tensor, amp_dtype: torch.dtype | None,
+               allowed: list[torch.Tensor] | None = None) -> torch.Tensor:
+    """One optimizer step on a batch: the weighted loss (autocast to `amp_dtype` unless None; each level's softmax
+    restricted to `allowed` when given), backward, gradient clipping at norm 1, update. Returns the loss."""
     with torch.autocast(history_codes.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-        loss = model.loss(history_codes, target_codes, token_weights)
+        loss = model.loss(history_codes, target_codes, token_weights, allowed)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -192,8 +193,10 @@ def train_retriever(data: RetrievalData, model_config: RetrieverConfig, config: 
             target = torch.from_numpy(targets[batch])
             recent = histories[batch][:, model_config.max_history - int(lengths[batch].max()):]  # no all-pad column
             history_codes = codes[torch.from_numpy(recent)].to(device)
+            allowed = ([mask.to(device) for mask in trie.path_masks(codes[target])] if model_config.trie_softmax
+                       else None)
             loss = train_step(model, optimizer, history_codes, codes[target].to(device), weights[target].to(device),
-                              amp_dtype)
+                              amp_dtype, allowed)
             schedule.step()
             model_loss += loss.item() * len(batch)
             seen += len(batch)

@@ -42,9 +42,16 @@ class PrefixModel:
             return torch.stack([self.log_probs(int(u), p) for u, p in zip(state["user"], state["prefix"])])
         return step
 
-    def exhaustive(self, user: int, sids: np.ndarray) -> np.ndarray:
-        return np.array([sum(float(self.log_probs(user, tuple(sid[:t]))[sid[t]]) for t in range(len(sid)))
-                         for sid in sids.tolist()])
+    def exhaustive(self, user: int, sids: np.ndarray, renormalized: bool = False) -> np.ndarray:
+        """Every SID's summed log-probability; `renormalized`: each step's softmax over the codes some SID
+        continues the prefix with (worked out from the SIDs, not the trie)."""
+        def level_log_prob(sid: list[int], t: int) -> float:
+            log_probs = self.log_probs(user, tuple(sid[:t]))
+            if renormalized:
+                children = sorted({other[t] for other in sids.tolist() if other[:t] == sid[:t]})
+                log_probs = log_probs - torch.logsumexp(log_probs[children], dim=0)
+            return float(log_probs[sid[t]])
+        return np.array([sum(level_log_prob(sid, t) for t in range(len(sid))) for sid in sids.tolist()])
 
 
 def random_catalogue(rng: np.random.Generator) -> tuple[np.ndarray, list[int]]:
@@ -85,6 +92,28 @@ def test_a_beam_as_wide_as_the_catalogue_ranks_like_exhaustive_scoring():
             exhaustive = model.exhaustive(user, sids)
             assert items[user].tolist() == np.argsort(-exhaustive, kind="stable").tolist()
             assert np.allclose(scores[user].numpy(), np.sort(exhaustive)[::-1], atol=1e-5)
+
+
+def test_renormalized_scores_are_a_distribution_over_the_catalogue():
+    rng = np.random.default_rng(2)
+    for case in range(40):
+        sids, sizes = random_catalogue(rng)
+        trie = SidTrie.build(sids, sizes)
+        model = PrefixModel(sizes, 2, seed=200 + case)
+        items, scores = beam_search(model.step_fn(2), trie, 2, beam=len(sids), renormalize=True)
+        for user in range(2):
+            exhaustive = model.exhaustive(user, sids, renormalized=True)
+            assert items[user].tolist() == np.argsort(-exhaustive, kind="stable").tolist()
+            assert np.allclose(scores[user].numpy(), np.sort(exhaustive)[::-1], atol=1e-5)
+            assert torch.logsumexp(scores[user], dim=0).item() == pytest.approx(0.0, abs=1e-5)
+
+
+def test_path_masks_are_the_codes_each_prefix_continues_with():
+    sids = np.array([[0, 0, 1], [0, 2, 0], [0, 2, 1], [1, 1, 0]])
+    masks = SidTrie.build(sids, [2, 3, 2]).path_masks(torch.as_tensor(sids))
+    assert masks[0].tolist() == [[True, True]] * 4
+    assert masks[1].tolist() == [[True, False, True]] * 3 + [[False, True, False]]
+    assert masks[2].tolist() == [[False, True], [True, True], [True, True], [True, False]]
 
 
 def test_excluded_items_never_come_back():

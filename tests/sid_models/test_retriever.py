@@ -27,26 +27,35 @@ def catalogue(n: int = 25, seed: int = 0) -> np.ndarray:
 
 
 def exhaustive_scores(model: SidRetriever, history: torch.Tensor, sids: np.ndarray) -> torch.Tensor:
-    """[B, N]: every catalogue SID's summed log-probability under teacher forcing."""
+    """[B, N]: every catalogue SID's summed log-probability under teacher forcing (with `trie_softmax`, each
+    level's softmax over the codes some catalogue SID continues the prefix with)."""
     targets = torch.as_tensor(sids)
+    children = []  # level t: bool [N, K_t], the codes some SID continues SID i's first t codes with
+    for t, size in enumerate(SIZES):
+        same_prefix = (targets[:, None, :t] == targets[None, :, :t]).all(dim=2)  # [N, N]
+        children.append((same_prefix.float() @ torch.nn.functional.one_hot(targets[:, t], size).float()) > 0)
     rows = []
     for user in range(len(history)):
         logits = model(history[user:user + 1].expand(len(sids), -1, -1), targets)
+        if model.config.trie_softmax:
+            logits = [level.masked_fill(~children[t], float("-inf"))
+                      for t, level in enumerate(logits)]
         rows.append(sum(torch.log_softmax(level, -1)[torch.arange(len(sids)), targets[:, t]]
                         for t, level in enumerate(logits)))
     return torch.stack(rows)
 
 
-@pytest.mark.parametrize("history_tokens", ["item", "sid"])
-def test_beam_search_over_the_model_ranks_like_exhaustive_scoring(history_tokens):
+@pytest.mark.parametrize("history_tokens,trie_softmax", [("item", False), ("sid", False), ("item", True)])
+def test_beam_search_over_the_model_ranks_like_exhaustive_scoring(history_tokens, trie_softmax):
     torch.manual_seed(0)
-    model = SidRetriever(RetrieverConfig(**TINY, history_tokens=history_tokens)).eval()
+    model = SidRetriever(RetrieverConfig(**TINY, history_tokens=history_tokens, trie_softmax=trie_softmax)).eval()
     history = torch.randint(0, 3, (3, 6, 3))
     history[0, :2] = -1  # padding before a short history
     history[2] = -1  # no history at all
     sids = catalogue()
     with torch.no_grad():
-        items, scores = beam_search(model.decoder_step(history), SidTrie.build(sids, SIZES), 3, beam=len(sids))
+        items, scores = beam_search(model.decoder_step(history), SidTrie.build(sids, SIZES), 3, beam=len(sids),
+                                    renormalize=trie_softmax)
         expected = exhaustive_scores(model, history, sids)
     for user in range(3):
         assert items[user].tolist() == torch.argsort(expected[user], descending=True).tolist()
@@ -62,6 +71,22 @@ def test_loss_weights_act_per_level():
     weights = torch.tensor([[1.0, 0.0, 0.5]] * 4)
     assert torch.allclose(model.loss(history, target, weights), (per_level * weights).sum() / weights.sum())
     assert torch.allclose(model.loss(history, target), per_level.mean())
+
+
+def test_trie_softmax_loss_is_cross_entropy_over_the_allowed_codes():
+    torch.manual_seed(0)
+    model = SidRetriever(RetrieverConfig(**TINY)).eval()
+    history, target = torch.randint(0, 3, (4, 6, 3)), torch.as_tensor(catalogue(4))
+    allowed = [torch.rand(4, k) < 0.5 for k in SIZES]
+    allowed[2][:] = False  # the last level: only the target's own code, which then costs nothing
+    for t, mask in enumerate(allowed):
+        mask[torch.arange(4), target[:, t]] = True
+    per_level = torch.stack([torch.nn.functional.cross_entropy(logits.masked_fill(~allowed[t], -1e9), target[:, t],
+                                                               reduction="none")
+                             for t, logits in enumerate(model(history, target))], dim=1)
+    assert torch.allclose(per_level[:, 2], torch.zeros(4))
+    assert torch.allclose(model.loss(history, target, allowed=allowed), per_level.mean())
+    assert model.loss(history, target, allowed=allowed) < model.loss(history, target)
 
 
 def test_level_weights_rescale_each_level_to_mean_one_above_a_floor():
@@ -114,13 +139,13 @@ def planted_split(users: int = 300, items: int = 24, length: int = 8, seed: int 
     return LeaveOneOut.from_events(np.repeat(np.arange(users), length), item_index, split, items)
 
 
-@pytest.mark.parametrize("amp", ["off", "bf16"])  # bf16: autocast on the CPU too
-def test_training_learns_a_planted_next_item_rule(amp):
+@pytest.mark.parametrize("amp,trie_softmax", [("off", False), ("bf16", False), ("off", True)])
+def test_training_learns_a_planted_next_item_rule(amp, trie_softmax):  # bf16: autocast on the CPU too
     split = planted_split()
     sids = catalogue(24, seed=3)
     data = RetrievalData(split=split, item_codes=np.vstack([np.full((1, 3), -1), sids]),
                          token_weights=np.ones((25, 3), np.float32), codebook_sizes=SIZES)
-    model, history = train_retriever(data, RetrieverConfig(**{**TINY, "dropout": 0.1}),
+    model, history = train_retriever(data, RetrieverConfig(**{**TINY, "dropout": 0.1, "trie_softmax": trie_softmax}),
                                      RetrieverTrainConfig(epochs=30, batch_size=64, lr=3e-3, patience=30,
                                                           valid_users=0, seed=0, device="cpu", amp=amp))
     assert len(history) == 30 and history[-1]["loss"] < history[0]["loss"]
