@@ -4,8 +4,9 @@ this machine's CPU (or --device cuda), for the compact size of params.yaml, a wi
     .venv/bin/python benchmarks/retrieval_step.py
     .venv/bin/python benchmarks/retrieval_step.py --threads 2 --batch 256 --repeats 20
 
-One step is what `train_retriever` does per batch: the weighted loss over an ADC-SID-shaped target (six levels
-of 100 codes and a collision level of 3), backward, gradient clipping and an AdamW update. Histories are full
+One step is what `train_retriever` does per batch: the trie paths of the targets (with `trie_softmax`, the
+default), the weighted loss over an ADC-SID-shaped target (six levels of 100 codes and a collision level of 3),
+backward, gradient clipping and an AdamW update. Histories are full
 (20 items), so the times are an upper bound for Beauty's mostly short histories. The median of --repeats steps
 after 3 warm-up steps; fp32 and bf16 alternate in blocks so that both see the same machine load.
 
@@ -29,6 +30,7 @@ import yaml  # noqa: E402
 
 from benchmarks.retrieval import TIGER  # noqa: E402
 from sid_models.retriever import RetrieverConfig, SidRetriever  # noqa: E402
+from sid_models.sid_trie import SidTrie  # noqa: E402
 from sid_models.train_retriever import train_step  # noqa: E402
 
 CODEBOOK_SIZES = [100, 100, 100, 100, 100, 100, 3]
@@ -37,9 +39,11 @@ SIZES = {"compact": COMPACT, "wide": {**COMPACT, "d_model": 128, "d_head": 32, "
 
 
 def step_seconds(model: SidRetriever, optimizer: torch.optim.Optimizer, history: torch.Tensor,
-                 target: torch.Tensor, weights: torch.Tensor, amp_dtype: torch.dtype | None) -> float:
+                 target: torch.Tensor, weights: torch.Tensor, amp_dtype: torch.dtype | None, trie: SidTrie) -> float:
     started = time.perf_counter()
-    train_step(model, optimizer, history, target, weights, amp_dtype)
+    allowed = ([mask.to(target.device) for mask in trie.path_masks(target.cpu())] if model.config.trie_softmax
+               else None)
+    train_step(model, optimizer, history, target, weights, amp_dtype, allowed)
     if history.device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - started
@@ -60,6 +64,7 @@ def main() -> None:
     history = (torch.rand(args.batch, 20, len(sizes), generator=generator) * sizes).long().to(device)
     target = (torch.rand(args.batch, len(sizes), generator=generator) * sizes).long().to(device)
     weights = torch.ones(args.batch, len(sizes), device=device)
+    trie = SidTrie.build(np.unique(target.cpu().numpy(), axis=0), CODEBOOK_SIZES)  # the targets as the catalogue
     results: dict = {"device": str(device), "threads": args.threads, "batch": args.batch, "history": 20}
     for name in args.sizes:
         torch.manual_seed(0)
@@ -69,7 +74,7 @@ def main() -> None:
         for _ in range(2):  # alternating blocks: fp32, bf16, fp32, bf16
             for precision, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
                 for repeat in range(3 + args.repeats // 2):
-                    seconds = step_seconds(model, optimizer, history, target, weights, dtype)
+                    seconds = step_seconds(model, optimizer, history, target, weights, dtype, trie)
                     if repeat >= 3:  # warm-up steps are not timed
                         times[precision].append(seconds)
         fp32, bf16 = (1000 * float(np.median(times[key])) for key in ("fp32", "bf16"))
