@@ -1,14 +1,15 @@
 """Training-step time of the generative retriever in fp32 and with bf16 autocast (`retrieval.train.amp`), on
-this machine's CPU (or --device cuda), for the compact size of params.yaml, a wide one (d_model 128, feed-forward 512) and TIGER's.
+this machine's CPU (or --device cuda), for the compact size of params.yaml, a wide one (d_model 128, feed-forward
+512) and TIGER's.
 
     .venv/bin/python benchmarks/retrieval_step.py
     .venv/bin/python benchmarks/retrieval_step.py --threads 2 --batch 256 --repeats 20
 
-One step is what `train_retriever` does per batch: the trie paths of the targets (with `trie_softmax`, the
-default), the weighted loss over an ADC-SID-shaped target (six levels of 100 codes and a collision level of 3),
-backward, gradient clipping and an AdamW update. Histories are full
-(20 items), so the times are an upper bound for Beauty's mostly short histories. The median of --repeats steps
-after 3 warm-up steps; fp32 and bf16 alternate in blocks so that both see the same machine load.
+One step is `train_step`, as `train_retriever` runs it per batch: the trie paths of the targets (with
+`trie_softmax`, the default), the weighted loss over an ADC-SID-shaped target (six levels of 100 codes and a
+collision level of 3), backward, gradient clipping and an AdamW update. Histories are full (20 items), so the
+times are an upper bound for Beauty's mostly short histories. The median of --repeats steps after 3 warm-up
+steps; fp32 and bf16 alternate in blocks so that both see the same machine load.
 
 The last line printed is one JSON object: per size, `fp32_ms`, `bf16_ms` and `speedup` (fp32 / bf16).
 """
@@ -41,9 +42,7 @@ SIZES = {"compact": COMPACT, "wide": {**COMPACT, "d_model": 128, "d_head": 32, "
 def step_seconds(model: SidRetriever, optimizer: torch.optim.Optimizer, history: torch.Tensor,
                  target: torch.Tensor, weights: torch.Tensor, amp_dtype: torch.dtype | None, trie: SidTrie) -> float:
     started = time.perf_counter()
-    allowed = ([mask.to(target.device) for mask in trie.path_masks(target.cpu())] if model.config.trie_softmax
-               else None)
-    train_step(model, optimizer, history, target, weights, amp_dtype, allowed)
+    train_step(model, optimizer, trie, history, target, weights, amp_dtype)
     if history.device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - started

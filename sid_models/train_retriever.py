@@ -146,11 +146,13 @@ def length_bucketed_batches(lengths: np.ndarray, batch_size: int, rng: np.random
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def train_step(model: SidRetriever, optimizer: torch.optim.Optimizer, history_codes: torch.Tensor,
-               target_codes: torch.Tensor, token_weights: torch.Tensor, amp_dtype: torch.dtype | None,
-               allowed: list[torch.Tensor] | None = None) -> torch.Tensor:
-    """One optimizer step on a batch: the weighted loss (autocast to `amp_dtype` unless None; each level's softmax
-    restricted to `allowed` when given), backward, gradient clipping at norm 1, update. Returns the loss."""
+def train_step(model: SidRetriever, optimizer: torch.optim.Optimizer, trie: SidTrie, history_codes: torch.Tensor,
+               target_codes: torch.Tensor, token_weights: torch.Tensor, amp_dtype: torch.dtype | None) -> torch.Tensor:
+    """One optimizer step on a batch: the weighted loss (autocast to `amp_dtype` unless None; with the model's
+    `trie_softmax`, each level's softmax restricted to the codes `trie` allows after the target's prefix),
+    backward, gradient clipping at norm 1, update. Returns the loss."""
+    allowed = ([mask.to(target_codes.device) for mask in trie.path_masks(target_codes.cpu())]
+               if model.config.trie_softmax else None)
     with torch.autocast(history_codes.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
         loss = model.loss(history_codes, target_codes, token_weights, allowed)
     optimizer.zero_grad(set_to_none=True)
@@ -193,10 +195,8 @@ def train_retriever(data: RetrievalData, model_config: RetrieverConfig, config: 
             target = torch.from_numpy(targets[batch])
             recent = histories[batch][:, model_config.max_history - int(lengths[batch].max()):]  # no all-pad column
             history_codes = codes[torch.from_numpy(recent)].to(device)
-            allowed = ([mask.to(device) for mask in trie.path_masks(codes[target])] if model_config.trie_softmax
-                       else None)
-            loss = train_step(model, optimizer, history_codes, codes[target].to(device), weights[target].to(device),
-                              amp_dtype, allowed)
+            loss = train_step(model, optimizer, trie, history_codes, codes[target].to(device),
+                              weights[target].to(device), amp_dtype)
             schedule.step()
             model_loss += loss.item() * len(batch)
             seen += len(batch)

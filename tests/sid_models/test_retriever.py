@@ -38,8 +38,7 @@ def exhaustive_scores(model: SidRetriever, history: torch.Tensor, sids: np.ndarr
     for user in range(len(history)):
         logits = model(history[user:user + 1].expand(len(sids), -1, -1), targets)
         if model.config.trie_softmax:
-            logits = [level.masked_fill(~children[t], float("-inf"))
-                      for t, level in enumerate(logits)]
+            logits = [level.masked_fill(~children[t], float("-inf")) for t, level in enumerate(logits)]
         rows.append(sum(torch.log_softmax(level, -1)[torch.arange(len(sids)), targets[:, t]]
                         for t, level in enumerate(logits)))
     return torch.stack(rows)
