@@ -90,6 +90,7 @@ class RetrievalFit:
     history: list[dict]  # one record per epoch
     train_seconds: float
     token_names: list[str]  # the SID positions in generation order
+    data: RetrievalData  # the SIDs in generation order, with the loss weights, as trained and evaluated
 
 
 def generation_order(feature_set: FeatureSet, behavior_first: bool) -> list[int]:
@@ -119,7 +120,7 @@ def fit_retrieval(split: LeaveOneOut, name: str, feature_set: FeatureSet, retrie
     metrics = evaluate(model, data.trie(), data, split.test, beam=retrieval.eval_beam,
                        exclude_history=train_config.exclude_history, item_buckets=buckets)
     return RetrievalFit(model, model_config, train_config, metrics, history, train_seconds,
-                        feature_set.token_names)
+                        feature_set.token_names, data)
 
 
 def _save(directory: Path, fit: RetrievalFit, summary: dict) -> str:

@@ -11,7 +11,8 @@ trains in reasonable time on two CPU cores); auto picks tiger when CUDA is avail
 params.yaml's eval_beam (100), so Recall/NDCG@100 are read from the full beam.
 
 The last line printed is one JSON object: per tokenizer recall@5, ndcg@5, recall@10, ndcg@10, recall@50,
-recall@100 (and head/tail Recall@10), train_seconds and epochs; `popularity` for scale; the settings used; and
+recall@100 (and head/tail Recall@10), train_seconds and epochs, and with exclude_history (the Beauty config's
+setting) the same model's test figures with the history left in the beam, `history_kept`; `popularity` for scale; the settings used; and
 users_per_s_beam20 / users_per_s_beam50: decoding throughput of a TIGER-size model (seeded initial weights:
 the cost of a decoding step does not depend on their values) over the RQ-KMeans trie (4 SID levels: three codes
 and the collision token), Beauty test histories of 20 items, batch 32, --threads CPU threads; the median of
@@ -99,6 +100,9 @@ def main() -> None:
     parser.add_argument("--lr-schedule", choices=("constant", "cosine"), help="override the learning-rate schedule")
     parser.add_argument("--amp", choices=("off", "bf16"),
                         help="override the training precision (bf16: autocast, on the CPU too)")
+    parser.add_argument("--exclude-history", action=argparse.BooleanOptionalAction,
+                        help="override exclude_history (true in the Beauty config: no user has an item twice); "
+                             "when on, the test figures with the history left in are reported too, as `history_kept`")
     parser.add_argument("--patience", type=int,
                         help="override the early-stopping patience (--patience N >= --epochs runs the whole schedule)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
@@ -117,7 +121,7 @@ def main() -> None:
     from sid_models.devices import resolve_device
     from sid_models.metrics import popularity_metrics
     from sid_models.sequences import evaluation_inputs
-    from sid_models.train_retriever import KS
+    from sid_models.train_retriever import KS, evaluate
 
     home = args.home.resolve()
     ensure_sid_tables(home, TOKENIZERS)
@@ -128,7 +132,8 @@ def main() -> None:
     model = {**model, **model_overrides(args.model_arg, model)}
     train_update = {key: value for key, value in (("epochs", args.epochs), ("seed", args.seed),
                                                   ("lr_schedule", args.lr_schedule),
-                                                  ("patience", args.patience), ("amp", args.amp)) if value is not None}
+                                                  ("patience", args.patience), ("amp", args.amp),
+                                                  ("exclude_history", args.exclude_history)) if value is not None}
     retrieval = settings.retrieval.model_copy(update={
         "model": type(settings.retrieval.model)(**model), "importance_weights": not args.unweighted,
         "behavior_first": args.behavior_first,
@@ -155,6 +160,9 @@ def main() -> None:
             results[name] = {key: round(fit.metrics[key], 5) for key in REPORTED if key in fit.metrics}
             results[name].update(train_seconds=round(fit.train_seconds, 1), epochs=len(fit.history),
                                  codebook_sizes=features[name].codebook_sizes)
+            if retrieval.train.exclude_history:  # the same model, its beam free to return history items
+                kept = evaluate(fit.model, fit.data.trie(), fit.data, split.test, beam=retrieval.eval_beam)
+                results[name]["history_kept"] = {key: round(kept[key], 5) for key in REPORTED if key in kept}
             print(json.dumps({name: results[name]}), file=sys.stderr, flush=True)
     histories = evaluation_inputs(split.test.history, np.arange(len(split.test.target)), TIGER["max_history"])
     torch.set_num_threads(args.threads)
