@@ -12,11 +12,12 @@ params.yaml's eval_beam (100), so Recall/NDCG@100 are read from the full beam.
 
 The last line printed is one JSON object: per tokenizer recall@5, ndcg@5, recall@10, ndcg@10, recall@50,
 recall@100 (and head/tail Recall@10), train_seconds and epochs, and with exclude_history (the Beauty config's
-setting) the same model's test figures with the history left in the beam, `history_kept`; `popularity` for scale; the settings used; and
-users_per_s_beam20 / users_per_s_beam50: decoding throughput of a TIGER-size model (seeded initial weights:
-the cost of a decoding step does not depend on their values) over the RQ-KMeans trie (4 SID levels: three codes
-and the collision token), Beauty test histories of 20 items, batch 32, --threads CPU threads; the median of
---repeats batches after a warm-up. The same for ADC-SID's deeper trie (7 levels) is in `decoding_adc_sid`.
+setting) the same model's test figures with the history left in the beam, `history_kept`; `popularity` for
+scale; the settings used; and users_per_s_beam20 / users_per_s_beam50: decoding throughput of a TIGER-size
+model (seeded initial weights: the cost of a decoding step does not depend on their values) over the RQ-KMeans
+trie (4 SID levels: three codes and the collision token), Beauty test histories of 20 items, batch 32, --threads
+CPU threads; the median of --repeats batches after a warm-up. The same for ADC-SID's deeper trie (7 levels) is
+in `decoding_adc_sid`.
 """
 
 from __future__ import annotations
